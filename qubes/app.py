@@ -1,0 +1,344 @@
+"""The store: qubes.xml loaded as labels, pools, global properties and
+domains.
+
+:class:`Qubes` loads a Qubes OS 4.x ``qubes.xml`` in stages, so that the
+properties that name other domains resolve only once every domain
+exists:
+
+1. labels and pools;
+2. each domain with its plain properties, features, tags, devices and
+   volume configuration;
+3. the global properties (several of them name domains);
+4. each domain's properties that name other domains, and the backend
+   domains of its devices;
+5. checks that need the whole graph (netvm loops), then events are
+   switched on and every domain fires ``domain-init`` and
+   ``domain-load``.
+
+An error at any stage is a :mod:`qubes.exc` error that names the file,
+the domain and the property; nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from qubes import exc, plugins
+from qubes.collection import VMCollection
+from qubes.host import Host
+from qubes.label import Label, standard_labels
+from qubes.loader import StoreLoader
+from qubes.properties import Property, PropertyHolder, VMProperty
+from qubes.storage import Pool, make_pool
+from qubes.store import StoreFile, default_store_path
+from qubes.vm import BaseVM
+from qubes.vm.qubesvm import _setter_kernel
+from qubes.writer import write_store
+
+__all__ = ["Qubes"]
+
+
+def _setter_netvm(app: Any, prop: Property, value: Any) -> Any:
+    if value is not None and not getattr(value, "provides_network", False):
+        raise exc.QubesPropertyValueError(
+            f"{value.name!r} does not provide network", value=value
+        )
+    return value
+
+
+def _setter_dispvm(app: Any, prop: Property, value: Any) -> Any:
+    if value is not None and not getattr(value, "template_for_dispvms", 0):
+        raise exc.QubesPropertyValueError(
+            f"{value.name!r} is not a disposable template", value=value
+        )
+    return value
+
+
+def _setter_pool(app: Any, prop: Property, value: Any) -> str:
+    name = getattr(value, "name", value)
+    if name not in app.pools:
+        raise exc.QubesPropertyValueError(f"no pool {name!r}", value=value)
+    return str(name)
+
+
+def _setter_positive(app: Any, prop: Property, value: int) -> int:
+    if value <= 0:
+        raise exc.QubesPropertyValueError(
+            f"must be positive, not {value}", value=value
+        )
+    return value
+
+
+def _default_pool(app: Any) -> str | None:
+    # The reference's file pool is called varlibqubes; otherwise the
+    # first pool that is not the kernel pool.
+    if "varlibqubes" in app.pools:
+        return "varlibqubes"
+    for name, pool in app.pools.items():
+        if pool.config.get("driver") != "linux-kernel":
+            return str(name)
+    return None
+
+
+def _default_pool_kernel(app: Any) -> str | None:
+    for name, pool in app.pools.items():
+        if pool.config.get("driver") == "linux-kernel":
+            return str(name)
+    return app.default_pool  # type: ignore[no-any-return]
+
+
+def _dom0(app: Any) -> Any:
+    return app.domains.get(0)
+
+
+def _global_vm(doc: str, **kwargs: Any) -> VMProperty:
+    kwargs.setdefault("default", None)
+    return VMProperty(allow_none=True, load_stage=3, doc=doc, **kwargs)
+
+
+def _global(doc: str, **kwargs: Any) -> Property:
+    return Property(load_stage=3, doc=doc, **kwargs)
+
+
+class Qubes(PropertyHolder):
+    """The store of one host.
+
+    :param path: the qubes.xml file; by default :func:`default_store_path`
+    :param load: whether to load it now
+    :raises QubesStoreNotFoundError: *load* and there is no such file
+    """
+
+    default_template = _global_vm("TemplateVM of new AppVMs.")
+    default_netvm = _global_vm(
+        "netvm of domains that do not set one.", setter=_setter_netvm
+    )
+    default_dispvm = _global_vm(
+        "Disposable template of new DispVMs.", setter=_setter_dispvm
+    )
+    management_dispvm = _global_vm(
+        "Disposable template for management.", setter=_setter_dispvm
+    )
+    default_guivm = _global_vm("Default GUI domain.", default=_dom0)
+    default_audiovm = _global_vm("Default audio domain.", default=_dom0)
+    clockvm = _global_vm("Domain that keeps the time.")
+    updatevm = _global_vm("Domain that fetches updates for dom0.")
+    default_kernel = _global(
+        "Kernel of domains that do not set one.",
+        setter=_setter_kernel,
+        default=None,
+    )
+    default_pool = _global(
+        "Pool of new volumes.", setter=_setter_pool, default=_default_pool
+    )
+    default_pool_root = _global(
+        "Pool of new root volumes.",
+        setter=_setter_pool,
+        default=lambda app: app.default_pool,
+    )
+    default_pool_private = _global(
+        "Pool of new private volumes.",
+        setter=_setter_pool,
+        default=lambda app: app.default_pool,
+    )
+    default_pool_volatile = _global(
+        "Pool of new volatile volumes.",
+        setter=_setter_pool,
+        default=lambda app: app.default_pool,
+    )
+    default_pool_kernel = _global(
+        "Pool of kernels.", setter=_setter_pool, default=_default_pool_kernel
+    )
+    default_memory = _global(
+        "Memory of new domains, MiB.",
+        type=int,
+        setter=_setter_positive,
+        default=400,
+    )
+    default_maxmem = _global(
+        "Upper memory bound of new domains, MiB.",
+        type=int,
+        setter=_setter_positive,
+        default=4000,
+    )
+    default_vcpus = _global(
+        "CPUs of new domains.", type=int, setter=_setter_positive, default=2
+    )
+    default_qrexec_timeout = _global(
+        "Seconds to wait for a guest agent.",
+        type=int,
+        setter=_setter_positive,
+        default=60,
+    )
+    default_shutdown_timeout = _global(
+        "Seconds a shutdown may take.",
+        type=int,
+        setter=_setter_positive,
+        default=60,
+    )
+    default_keyboard_layout = _global(
+        "Keyboard layout of domains.", type=str, default="us++"
+    )
+    stats_interval = _global(
+        "Seconds between statistics samples.",
+        type=int,
+        setter=_setter_positive,
+        default=3,
+    )
+    check_updates_vm = _global(
+        "Whether domains look for updates.", type=bool, default=True
+    )
+
+    def __init__(self, path: str | None = None, *, load: bool = True):
+        super().__init__()
+        self.store = StoreFile(path or default_store_path())
+        self.domains = VMCollection(self)
+        self.labels: dict[int, Label] = {}
+        self.pools: dict[str, Pool] = {}
+        self.host = Host()
+        self._root_attributes: dict[str, str] = {}
+        if load:
+            self.load()
+
+    def __repr__(self) -> str:
+        return f"<Qubes {self.path}>"
+
+    @property
+    def path(self) -> str:
+        """The qubes.xml file."""
+        return self.store.path
+
+    @property
+    def base_dir(self) -> str:
+        """The folder of the store; domain folders live under it."""
+        return os.path.dirname(self.path)
+
+    def location_name(self) -> str | None:
+        """Global properties belong to no domain."""
+        return None
+
+    # -- loading and saving ------------------------------------------------
+
+    def load(self) -> None:
+        """Read the store file (see the module's description of stages).
+
+        :raises QubesException: the file is missing or invalid; the
+            error names the file, domain and property
+        """
+        try:
+            with self.store.open() as file:
+                StoreLoader(self).load(file)
+        except exc.QubesException as err:
+            err.locate(path=self.path)
+            raise
+
+    def get_vm_class(self, name: str) -> type[BaseVM]:
+        """The domain class registered as *name*.
+
+        :raises QubesUnknownClassError: no such class
+        """
+        try:
+            cls = plugins.load(plugins.GROUP_VM, name)
+        except LookupError:
+            raise exc.QubesUnknownClassError(
+                f"unknown domain class {name!r}"
+            ) from None
+        return cls  # type: ignore[no-any-return]
+
+    def save(self) -> None:
+        """Write the store atomically (see :mod:`qubes.store`).
+
+        :raises QubesConcurrentWriteError: another writer changed the
+            file since it was loaded
+        """
+        self.store.write(lambda file: write_store(self, file))
+
+    @classmethod
+    def create_empty_store(cls, path: str | None = None) -> Qubes:
+        """A new store with the standard labels, a file pool, a kernel
+        pool and dom0, saved at *path*.
+
+        :raises QubesStoreError: a file exists there already
+        """
+        app = cls(path, load=False)
+        if os.path.exists(app.path):
+            raise exc.QubesStoreError("exists already", path=app.path)
+        os.makedirs(app.base_dir, exist_ok=True)
+        app.store.mark_new()
+        app.labels = standard_labels()
+        app.pools["varlibqubes"] = make_pool(
+            "varlibqubes", {"dir_path": app.base_dir, "driver": "file"}
+        )
+        app.pools["linux-kernel"] = make_pool(
+            "linux-kernel",
+            {
+                "dir_path": os.path.join(app.base_dir, "vm-kernels"),
+                "driver": "linux-kernel",
+            },
+        )
+        app.events_enabled = True
+        app.domains.add(app.get_vm_class("AdminVM")(app, None, label="black"))
+        app.save()
+        return app
+
+    # -- lookups and changes ---------------------------------------------
+
+    def get_label(self, label: Any) -> Label:
+        """The label given by object, index, ``label-N`` or name.
+
+        :raises QubesLabelNotFoundError: no such label
+        """
+        if isinstance(label, Label):
+            if self.labels.get(label.index) is label:
+                return label
+            label = label.name
+        if isinstance(label, int) and label in self.labels:
+            return self.labels[label]
+        if isinstance(label, str):
+            if label.startswith("label-") and label[6:].isdigit():
+                found = self.labels.get(int(label[6:]))
+                if found is not None:
+                    return found
+            for candidate in self.labels.values():
+                if candidate.name == label:
+                    return candidate
+        raise exc.QubesLabelNotFoundError(f"no such label: {label!s}")
+
+    def default_pool_for(self, volume: str) -> str:
+        """The pool name new volumes called *volume* go to."""
+        prop = f"default_pool_{volume}"
+        if prop in self._property_index:
+            return str(getattr(self, prop))
+        return str(self.default_pool)
+
+    def add_new_vm(self, cls: Any, qid: int | None = None, **kwargs: Any):
+        """Create a domain, give it a qid and volumes, and add it.
+
+        :param cls: a domain class or its name
+        :param qid: the qid; by default the lowest free one
+        :param kwargs: property values (``name`` and ``label`` at least)
+        :returns: the new domain
+        """
+        if isinstance(cls, str):
+            cls = self.get_vm_class(cls)
+        if qid is None:
+            qid = self.domains.get_new_unused_qid()
+        vm = cls(self, None, qid=qid, **kwargs)
+        vm.require_properties(4)
+        if not vm.volume_config and hasattr(vm, "default_volume_config"):
+            vm.volume_config = vm.default_volume_config()
+        return self.domains.add(vm)
+
+    def references_to(self, vm: BaseVM) -> list[str]:
+        """Every place that names *vm*: global properties and domains."""
+        found = [
+            f"global {prop.__name__}"
+            for prop in self.property_list()
+            if prop.refers_to(self, vm)
+        ]
+        for other in self.domains:
+            if other is not vm:
+                found.extend(
+                    f"{other.name}.{where}" for where in other.references_to(vm)
+                )
+        return found

@@ -1,0 +1,147 @@
+"""Features: free-form string settings of a domain.
+
+Features are how the core, the tools and extensions agree on what a
+domain supports or wants (``qrexec``, ``os``, ``service.NAME``...). A
+value is always a string: ``True`` is stored as ``"1"`` and ``False`` as
+the empty string, which reads as false.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+import lxml.etree
+
+from qubes import exc
+
+__all__ = ["Features"]
+
+_NO_DEFAULT = object()
+
+
+def _feature_value(value: Any) -> str:
+    if value is True:
+        return "1"
+    if value is False or value is None:
+        return ""
+    return str(value)
+
+
+class Features(MutableMapping[str, str]):
+    """The features of one domain, with events.
+
+    Setting fires ``domain-feature-pre-set:NAME`` (may veto) and
+    ``domain-feature-set:NAME``; deleting fires
+    ``domain-feature-delete:NAME``, each on the domain.
+
+    :param subject: the domain the features belong to
+    :param other: initial values, set without events
+    """
+
+    __slots__ = ("_data", "subject")
+
+    def __init__(self, subject: Any, other: Any = None) -> None:
+        self.subject = subject
+        self._data: dict[str, str] = {}
+        if other:
+            for key, value in dict(other).items():
+                self._data[self._check_name(key)] = _feature_value(value)
+
+    @staticmethod
+    def _check_name(name: str) -> str:
+        if not isinstance(name, str) or not name or name != name.strip():
+            raise exc.QubesValueError(f"invalid feature name {name!r}")
+        return name
+
+    def __getitem__(self, key: str) -> str:
+        try:
+            return self._data[key]
+        except KeyError:
+            raise exc.QubesFeatureNotFoundError(
+                f"feature {key!r} is not set", domain=_name(self.subject)
+            ) from None
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        key = self._check_name(key)
+        value = _feature_value(value)
+        old = self._data.get(key)
+        self.subject.fire_event(
+            "domain-feature-pre-set:" + key,
+            pre_event=True,
+            feature=key,
+            value=value,
+            oldvalue=old,
+        )
+        self._data[key] = value
+        self.subject.fire_event(
+            "domain-feature-set:" + key,
+            feature=key,
+            value=value,
+            oldvalue=old,
+        )
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self._data:
+            raise exc.QubesFeatureNotFoundError(
+                f"feature {key!r} is not set", domain=_name(self.subject)
+            )
+        del self._data[key]
+        self.subject.fire_event("domain-feature-delete:" + key, feature=key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"Features({self._data!r})"
+
+    def check_with_template(self, feature: str, default: Any = _NO_DEFAULT):
+        """The feature's value here, else on the template chain.
+
+        :param default: returned when no domain of the chain has it
+        :raises QubesFeatureNotFoundError: none has it and no default
+        """
+        subject = self.subject
+        while subject is not None:
+            features = subject.features
+            if feature in features._data:
+                return features._data[feature]
+            subject = getattr(subject, "template", None)
+        if default is _NO_DEFAULT:
+            raise exc.QubesFeatureNotFoundError(
+                f"feature {feature!r} is set neither here nor on a template",
+                domain=_name(self.subject),
+            )
+        return default
+
+    def load(self, element: lxml.etree._Element) -> None:
+        """Load ``<feature name="...">value</feature>`` children."""
+        data = self._data
+        for node in element:
+            if node.tag != "feature":
+                if isinstance(node.tag, str):
+                    raise exc.QubesXMLError(
+                        f"unexpected <{node.tag}> in <features>",
+                        line=node.sourceline,
+                    )
+                continue
+            name = node.get("name")
+            if not name:
+                raise exc.QubesXMLError(
+                    "<feature> without a name", line=node.sourceline
+                )
+            data[name] = node.text or ""
+
+    def __xml__(self) -> lxml.etree._Element:
+        element = lxml.etree.Element("features")
+        for name, value in self._data.items():
+            node = lxml.etree.SubElement(element, "feature", name=name)
+            node.text = value
+        return element
+
+
+def _name(subject: Any) -> str | None:
+    return subject.location_name()

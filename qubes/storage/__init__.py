@@ -1,0 +1,170 @@
+"""Storage: pools, the volumes they hold, and a domain's view of both.
+
+A pool is configured in qubes.xml (``<pool name=... driver=... />``) and
+implemented by a driver found in the ``qubes.storage`` entry-point group.
+A domain's ``volume-config`` says, per volume (``root``, ``private``,
+``volatile``, ``kernel``), which pool holds it and how it behaves:
+
+- ``rw``: the domain may write to it;
+- ``snap_on_start``: at start it is a fresh snapshot of ``source``
+  (another domain's volume), its changes dropped at stop;
+- ``save_on_stop``: changes are kept when the domain stops;
+- ``revisions_to_keep``: how many old copies a save keeps;
+- ``ephemeral``: its content is encrypted with a key that dies with
+  the domain (volatile volumes).
+
+The configuration strings are kept exactly as read, so qubes.xml round-
+trips; :class:`Volume` gives the typed view.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qubes import exc, plugins
+from qubes.properties import parse_bool
+
+__all__ = ["Pool", "UnknownDriverPool", "Volume", "Storage", "make_pool"]
+
+#: volume-config attributes, in the order new configurations are written
+VOLUME_ATTRIBUTES = (
+    "name",
+    "pool",
+    "vid",
+    "revisions_to_keep",
+    "rw",
+    "save_on_stop",
+    "snap_on_start",
+    "size",
+    "source",
+    "ephemeral",
+)
+
+
+class Volume:
+    """One volume of a domain, as its pool sees it.
+
+    :param pool: the pool that holds it
+    :param config: the volume-config attributes (strings)
+    :raises QubesStorageError: an attribute has an invalid value
+    """
+
+    def __init__(self, pool: Pool, config: dict[str, str]) -> None:
+        self.pool = pool
+        self.config = config
+        try:
+            self.name = config["name"]
+            self.vid = config.get("vid", "")
+            self.rw = parse_bool(config.get("rw", "False"))
+            self.snap_on_start = parse_bool(
+                config.get("snap_on_start", "False")
+            )
+            self.save_on_stop = parse_bool(config.get("save_on_stop", "False"))
+            self.ephemeral = parse_bool(config.get("ephemeral", "False"))
+            self.source = config.get("source") or None
+            self.size = int(config.get("size", "0"))
+            self.revisions_to_keep = int(config.get("revisions_to_keep", "0"))
+        except (KeyError, ValueError) as err:
+            raise exc.QubesStorageError(
+                f"volume {config.get('name')!r}: invalid configuration: {err}"
+            ) from err
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.pool.name}:{self.vid}>"
+
+
+class Pool:
+    """A storage pool: a name, a driver and the driver's settings.
+
+    Subclasses (drivers) decide where volumes live and how they are made.
+
+    :param name: the pool's name in qubes.xml
+    :param config: every attribute of ``<pool>`` but ``name`` (strings)
+    """
+
+    driver = ""
+    volume_class: type[Volume] = Volume
+
+    def __init__(self, name: str, **config: str) -> None:
+        self.name = name
+        self.config = dict(config)
+        if self.driver:
+            self.config.setdefault("driver", self.driver)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+    def init_volume(self, vm: Any, config: dict[str, str]) -> Volume:
+        """The :class:`Volume` of *vm* described by *config*."""
+        return self.volume_class(self, config)
+
+    def __xml__(self) -> Any:
+        import lxml.etree
+
+        node = lxml.etree.Element("pool")
+        node.set("name", self.name)
+        for key, value in self.config.items():
+            node.set(key, value)
+        return node
+
+
+class UnknownDriverPool(Pool):
+    """A pool whose driver is not installed here.
+
+    Its configuration is kept and saved as read; its volumes can be
+    described but not used: a backend that needs one raises
+    :class:`~qubes.exc.QubesUnsupportedError` instead.
+    """
+
+
+def make_pool(name: str, config: dict[str, str]) -> Pool:
+    """Make the pool *name* with the driver that ``config['driver']``
+    names; an unknown driver gives an :class:`UnknownDriverPool`.
+
+    :param config: the ``<pool>`` attributes but ``name``, in order
+    """
+    try:
+        cls = plugins.load(plugins.GROUP_STORAGE, config.get("driver", ""))
+    except LookupError:
+        cls = UnknownDriverPool
+    return cls(name, **config)  # type: ignore[no-any-return]
+
+
+class Storage:
+    """A domain's volumes, built from its ``volume_config`` on first use.
+
+    :param vm: the domain
+    """
+
+    __slots__ = ("_volumes", "vm")
+
+    def __init__(self, vm: Any) -> None:
+        self.vm = vm
+        self._volumes: dict[str, Volume] | None = None
+
+    @property
+    def volumes(self) -> dict[str, Volume]:
+        """Volume name to :class:`Volume`.
+
+        :raises QubesStorageError: a volume names a pool that is missing
+        """
+        if self._volumes is None:
+            self._volumes = {
+                name: self._init_volume(config)
+                for name, config in self.vm.volume_config.items()
+            }
+        return self._volumes
+
+    def _init_volume(self, config: dict[str, str]) -> Volume:
+        pool_name = config.get("pool", "")
+        pool = self.vm.app.pools.get(pool_name)
+        if pool is None:
+            raise exc.QubesStorageError(
+                f"volume {config.get('name')!r}: no pool {pool_name!r}",
+                domain=self.vm.name,
+            )
+        return pool.init_volume(self.vm, config)
+
+    def invalidate(self) -> None:
+        """Forget the built volumes (after the configuration changed)."""
+        self._volumes = None

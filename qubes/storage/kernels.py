@@ -1,0 +1,52 @@
+"""The ``linux-kernel`` pool driver: kernels under ``vm-kernels/VERSION``.
+
+A kernel volume's id is the kernel version; its folder holds ``vmlinuz``
+and ``initramfs`` (and, on Qubes, ``modules.img``). The volume is always
+read-only for the domain.
+"""
+
+from __future__ import annotations
+
+import os
+
+from qubes.storage import Pool, Volume
+
+__all__ = ["LinuxKernelPool", "KernelVolume"]
+
+
+class KernelVolume(Volume):
+    """A kernel, its initramfs and modules, as one read-only volume."""
+
+    pool: LinuxKernelPool
+
+    @property
+    def kernel_dir(self) -> str:
+        """The folder of this kernel version."""
+        return os.path.join(self.pool.dir_path, self.vid)
+
+    @property
+    def vmlinuz(self) -> str:
+        """The kernel image."""
+        return os.path.join(self.kernel_dir, "vmlinuz")
+
+    @property
+    def initramfs(self) -> str:
+        """The initial ramdisk."""
+        return os.path.join(self.kernel_dir, "initramfs")
+
+    @property
+    def modules(self) -> str:
+        """The modules image, a disk the guest mounts."""
+        return os.path.join(self.kernel_dir, "modules.img")
+
+
+class LinuxKernelPool(Pool):
+    """Kernels under ``dir_path``, one folder per version."""
+
+    driver = "linux-kernel"
+    volume_class = KernelVolume
+
+    @property
+    def dir_path(self) -> str:
+        """The folder that holds one folder per kernel version."""
+        return self.config.get("dir_path", "/var/lib/qubes/vm-kernels")

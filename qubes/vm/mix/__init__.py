@@ -1,0 +1,1 @@
+"""Roles that several domain classes share, as mixins."""

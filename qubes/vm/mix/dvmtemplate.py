@@ -1,0 +1,42 @@
+"""The disposable-template role: an AppVM that DispVMs are started from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qubes import exc
+from qubes.properties import Property
+
+__all__ = ["DVMTemplateMixin"]
+
+
+def _setter_template_for_dispvms(vm: Any, prop: Property, value: bool) -> bool:
+    if not value and vm.events_enabled:
+        users = [d.name for d in vm.dispvms]
+        if users:
+            raise exc.QubesPropertyValueError(
+                "DispVMs still use it: " + ", ".join(sorted(users)),
+                value=value,
+            )
+    return value
+
+
+class DVMTemplateMixin:
+    """Makes a domain usable as the template of DispVMs."""
+
+    template_for_dispvms = Property(
+        type=bool,
+        setter=_setter_template_for_dispvms,
+        default=False,
+        doc="Whether DispVMs may be based on this domain.",
+    )
+
+    @property
+    def dispvms(self) -> list[Any]:
+        """DispVMs based on this domain."""
+        app = self.app  # type: ignore[attr-defined]
+        return [
+            vm
+            for vm in app.domains
+            if vm.klass == "DispVM" and vm.template is self
+        ]
