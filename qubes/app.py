@@ -196,6 +196,8 @@ class Qubes(PropertyHolder):
         self.labels: dict[int, Label] = {}
         self.pools: dict[str, Pool] = {}
         self.host = Host()
+        #: the hypervisor backend; ``None`` for a store opened on its own
+        self.backend: Any = None
         self._root_attributes: dict[str, str] = {}
         if load:
             self.load()
@@ -311,7 +313,9 @@ class Qubes(PropertyHolder):
             return str(getattr(self, prop))
         return str(self.default_pool)
 
-    def add_new_vm(self, cls: Any, qid: int | None = None, **kwargs: Any):
+    def add_new_vm(
+        self, cls: Any, qid: int | None = None, **kwargs: Any
+    ) -> Any:
         """Create a domain, give it a qid and volumes, and add it.
 
         :param cls: a domain class or its name

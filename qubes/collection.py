@@ -104,7 +104,8 @@ class VMCollection:
             other = index.get(key)
             if other is not None:
                 raise exc.QubesDuplicateError(
-                    f"{what} {key} is already used by {other.name!r}",
+                    f"{what} {key} is already used by another domain "
+                    f"(qid {other.qid}, named {other.name!r})",
                     domain=name,
                 )
         self._by_qid[qid] = vm
@@ -126,9 +127,10 @@ class VMCollection:
 
     def renamed(self, vm: Any, old_name: str) -> None:
         """Move *vm*'s entry in the name index after a rename."""
+        new_name = vm.name
         if self._by_name.get(old_name) is vm:
             del self._by_name[old_name]
-            self._by_name[vm.name] = vm
+            self._by_name[new_name] = vm
 
     def __delitem__(self, key: Any) -> None:
         """Remove a domain nothing refers to.

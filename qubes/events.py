@@ -6,7 +6,9 @@ or on one object with :meth:`Emitter.add_handler`. Class handlers of a
 base class run before those of a subclass, and instance handlers last.
 
 A handler name may end in ``*``: ``property-set:*`` receives every event
-whose name starts with ``property-set:``, and ``*`` receives all.
+whose name starts with ``property-set:``, and ``*`` receives all. Class
+handlers run in the order of the class hierarchy (base classes first),
+whatever name they matched by.
 
 Events fired with :meth:`Emitter.fire_event` are synchronous and their
 handlers must be plain functions; :meth:`Emitter.fire_event_async` also
@@ -21,7 +23,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-__all__ = ["handler", "Emitter", "Handler"]
+__all__ = ["handler", "matches", "Emitter", "Handler"]
 
 Handler = Callable[..., Any]
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -45,15 +47,11 @@ def handler(*events: str) -> Callable[[_F], _F]:
     return decorator
 
 
-def _matching_names(event: str) -> list[str]:
-    """The handler names that receive *event*: itself and its wildcards."""
-    names = [event]
-    pos = event.find(":")
-    while pos >= 0:
-        names.append(event[: pos + 1] + "*")
-        pos = event.find(":", pos + 1)
-    names.append("*")
-    return names
+def matches(name: str, event: str) -> bool:
+    """Whether a handler declared for *name* receives *event*."""
+    if name.endswith("*"):
+        return event.startswith(name[:-1])
+    return name == event
 
 
 class Emitter:
@@ -64,25 +62,26 @@ class Emitter:
     half-built object.
     """
 
-    #: handlers declared on this class and its bases, by event name
-    _class_handlers: ClassVar[dict[str, list[Handler]]] = {}
+    #: (event name, handler) declared on this class and its bases, base
+    #: classes first
+    _class_handlers: ClassVar[tuple[tuple[str, Handler], ...]] = ()
     #: per-class cache: event name -> class handlers that receive it
     _resolved: ClassVar[dict[str, tuple[Handler, ...]]] = {}
 
     events_enabled: bool = False
-    #: handlers added with :meth:`add_handler`, created on first use
-    _instance_handlers: dict[str, list[Handler]] | None = None
+    #: (event name, handler) added with :meth:`add_handler`
+    _instance_handlers: list[tuple[str, Handler]] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         # Walk the whole MRO, not only Emitter bases: mixins that are not
         # emitters themselves declare handlers too.
-        merged: dict[str, list[Handler]] = {}
+        declared: list[tuple[str, Handler]] = []
         for klass in reversed(cls.__mro__):
             for attr in klass.__dict__.values():
                 for name in getattr(attr, _HANDLER_ATTR, ()):
-                    merged.setdefault(name, []).append(attr)
-        cls._class_handlers = merged
+                    declared.append((name, attr))
+        cls._class_handlers = tuple(declared)
         cls._resolved = {}
 
     def add_handler(self, event: str, func: Handler) -> None:
@@ -92,32 +91,29 @@ class Emitter:
         :param func: called as ``func(self, event, **kwargs)``
         """
         if self._instance_handlers is None:
-            self._instance_handlers = {}
-        self._instance_handlers.setdefault(event, []).append(func)
+            self._instance_handlers = []
+        self._instance_handlers.append((event, func))
 
     def remove_handler(self, event: str, func: Handler) -> None:
         """Stop delivering *event* to *func*; a no-op when not added."""
-        handlers = self._instance_handlers or {}
-        if func in handlers.get(event, ()):
-            handlers[event].remove(func)
+        handlers = self._instance_handlers or []
+        if (event, func) in handlers:
+            handlers.remove((event, func))
 
     def _handlers_for(self, event: str) -> list[Handler]:
         cls = type(self)
         found = cls._resolved.get(event)
         if found is None:
-            names = _matching_names(event)
             found = tuple(
                 func
-                for name in names
-                for func in cls._class_handlers.get(name, ())
+                for name, func in cls._class_handlers
+                if matches(name, event)
             )
             cls._resolved[event] = found
-        handlers = list(found)
         own = self._instance_handlers
-        if own:
-            for name in _matching_names(event):
-                handlers.extend(own.get(name, ()))
-        return handlers
+        if not own:
+            return list(found)
+        return list(found) + [f for n, f in own if matches(n, event)]
 
     def fire_event(
         self, event: str, pre_event: bool = False, **kwargs: Any

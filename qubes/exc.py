@@ -41,6 +41,7 @@ __all__ = [
     "QubesVMAlreadyRunningError",
     "QubesBackendError",
     "QubesBackendNotFoundError",
+    "QubesNoSuchDomainError",
     "QubesUnsupportedError",
     "QubesConnectionError",
     "QubesStorageError",
@@ -234,6 +235,12 @@ class QubesBackendError(QubesException):
 
 class QubesBackendNotFoundError(QubesBackendError, KeyError):
     """No backend is registered under that name."""
+
+    __str__ = QubesException.__str__
+
+
+class QubesNoSuchDomainError(QubesBackendError, KeyError):
+    """The engine has no definition of the domain."""
 
     __str__ = QubesException.__str__
 

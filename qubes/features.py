@@ -98,7 +98,9 @@ class Features(MutableMapping[str, str]):
     def __repr__(self) -> str:
         return f"Features({self._data!r})"
 
-    def check_with_template(self, feature: str, default: Any = _NO_DEFAULT):
+    def check_with_template(
+        self, feature: str, default: Any = _NO_DEFAULT
+    ) -> Any:
         """The feature's value here, else on the template chain.
 
         :param default: returned when no domain of the chain has it
@@ -144,4 +146,5 @@ class Features(MutableMapping[str, str]):
 
 
 def _name(subject: Any) -> str | None:
-    return subject.location_name()
+    name: str | None = subject.location_name()
+    return name

@@ -27,6 +27,11 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "StandaloneVM": "qubes.vm.standalonevm:StandaloneVM",
         "DispVM": "qubes.vm.dispvm:DispVM",
     },
+    GROUP_BACKENDS: {
+        "xen": "qubes.backends.xen:XenBackend",
+        "kvm": "qubes.backends.kvm:KVMBackend",
+        "lxc": "qubes.backends.lxc:LXCBackend",
+    },
     GROUP_STORAGE: {
         "file": "qubes.storage.file:FilePool",
         "linux-kernel": "qubes.storage.kernels:LinuxKernelPool",

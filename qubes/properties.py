@@ -288,7 +288,8 @@ class Property:
 
 def _holder_name(holder: Any) -> str | None:
     """The holder's name for error messages, if it has one yet."""
-    return holder.location_name()
+    name: str | None = holder.location_name()
+    return name
 
 
 def uuid_type(value: Any) -> uuid.UUID:
@@ -401,7 +402,7 @@ class PropertyHolder(Emitter):
         for prop, text, line in deferred:
             self._load_one(prop, text, line)
 
-    def _load_one(self, prop: Property, text: str, line: int | None):
+    def _load_one(self, prop: Property, text: str, line: int | None) -> None:
         try:
             prop.load(self, text)
         except exc.QubesXMLError as err:

@@ -147,23 +147,25 @@ class StoreFile:
         under the lock.
 
         :param writer: called with the temporary file, open for writing
-
         :raises QubesConcurrentWriteError: the file is not the version
             that was read (or created) by this object
         :raises QubesStoreError: it cannot be written; the old file is
             left as it was
         """
         with self.lock():
-            current = _stat_or_none(self.path)
-            if self.stamp is None or FileStamp.of(current) != self.stamp:
-                raise exc.QubesConcurrentWriteError(
-                    "changed by another writer since it was loaded; "
-                    "load it again and redo the change",
-                    path=self.path,
-                )
-            mode = 0o644 if current is None else current.st_mode & 0o7777
-            new = self._replace(writer, mode)
-        self.stamp = FileStamp.of(new)
+            self.write_locked(writer)
+
+    def write_locked(self, writer: Callable[[BinaryIO], None]) -> None:
+        """:meth:`write`, for a caller that holds :meth:`lock` already."""
+        current = _stat_or_none(self.path)
+        if self.stamp is None or FileStamp.of(current) != self.stamp:
+            raise exc.QubesConcurrentWriteError(
+                "changed by another writer since it was loaded; "
+                "load it again and redo the change",
+                path=self.path,
+            )
+        mode = 0o644 if current is None else current.st_mode & 0o7777
+        self.stamp = FileStamp.of(self._replace(writer, mode))
 
     def _replace(
         self, writer: Callable[[BinaryIO], None], mode: int
@@ -184,12 +186,16 @@ class StoreFile:
                 os.fchmod(file.fileno(), mode)
                 os.fsync(file.fileno())
             os.replace(tmp, self.path)
-        except OSError as err:
+        except BaseException as err:
+            # Whatever failed (the disk, or building the document), the
+            # old file stays and the half-written one goes.
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise exc.QubesStoreError(
-                f"cannot write: {err.strerror}", path=self.path
-            ) from err
+            if isinstance(err, OSError):
+                raise exc.QubesStoreError(
+                    f"cannot write: {err.strerror}", path=self.path
+                ) from err
+            raise
         dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dir_fd)

@@ -72,6 +72,27 @@ class Volume:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.pool.name}:{self.vid}>"
 
+    #: how the engine sees the volume: ``raw`` or ``qcow2`` images, or a
+    #: ``dir`` (a folder, for containers)
+    format = "raw"
+
+    @property
+    def path(self) -> str:
+        """The image file (or folder) the domain's disk is made from.
+
+        :raises QubesUnsupportedError: the pool's driver is not installed
+        """
+        raise exc.QubesUnsupportedError(
+            f"volume {self.name!r}: pool {self.pool.name!r} has driver "
+            f"{self.pool.config.get('driver')!r}, which is not installed"
+        )
+
+    def verify(self) -> None:
+        """Check that the volume can be used to start a domain.
+
+        :raises QubesStorageError: it cannot
+        """
+
 
 class Pool:
     """A storage pool: a name, a driver and the driver's settings.
@@ -163,7 +184,8 @@ class Storage:
                 f"volume {config.get('name')!r}: no pool {pool_name!r}",
                 domain=self.vm.name,
             )
-        return pool.init_volume(self.vm, config)
+        volume: Volume = pool.init_volume(self.vm, config)
+        return volume
 
     def invalidate(self) -> None:
         """Forget the built volumes (after the configuration changed)."""

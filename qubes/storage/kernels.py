@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from qubes import exc
 from qubes.storage import Pool, Volume
 
 __all__ = ["LinuxKernelPool", "KernelVolume"]
@@ -38,6 +39,23 @@ class KernelVolume(Volume):
     def modules(self) -> str:
         """The modules image, a disk the guest mounts."""
         return os.path.join(self.kernel_dir, "modules.img")
+
+    @property
+    def path(self) -> str:
+        """As a disk, the kernel volume is its modules image."""
+        return self.modules
+
+    def verify(self) -> None:
+        """Check that the kernel and its initramfs are installed.
+
+        :raises QubesStorageError: one of them is missing
+        """
+        for path in (self.vmlinuz, self.initramfs):
+            if not os.path.isfile(path):
+                raise exc.QubesStorageError(
+                    f"kernel {self.vid!r} is not installed in pool "
+                    f"{self.pool.name!r}: no {path}"
+                )
 
 
 class LinuxKernelPool(Pool):

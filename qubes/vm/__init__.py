@@ -111,9 +111,7 @@ class BaseVM(PropertyHolder):
     :param kwargs: initial property values (new domain)
     """
 
-    name = Property(
-        type=str, setter=_setter_name, doc="The domain's name, unique."
-    )
+    name = Property(setter=_setter_name, doc="The domain's name, unique.")
     qid = Property(
         type=int,
         setter=_setter_qid,

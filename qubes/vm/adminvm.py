@@ -49,6 +49,14 @@ class AdminVM(BaseVM):
         """dom0 is always called dom0."""
         return "dom0"
 
+    def get_power_state(self) -> str:
+        """dom0 runs whenever this code runs."""
+        return "Running"
+
     def is_running(self) -> bool:
         """dom0 runs whenever this code runs."""
         return True
+
+    def is_halted(self) -> bool:
+        """dom0 is never halted."""
+        return False

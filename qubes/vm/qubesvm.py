@@ -85,7 +85,7 @@ def _setter_kernel(vm: Any, prop: Property, value: Any) -> str | None:
         raise exc.QubesPropertyValueError(
             f"invalid kernel version {value!r}", value=value
         )
-    return value
+    return str(value)
 
 
 def _setter_optional_int(vm: Any, prop: Property, value: Any) -> int | None:
@@ -228,11 +228,28 @@ class QubesVM(BaseVM):
         doc="Domain that plays this domain's sound.",
     )
 
+    def get_power_state(self) -> str:
+        """Halted, Transient, Running, Paused, Halting, Dying, Crashed or
+        Suspended. A store opened without a backend runs nothing: every
+        domain is Halted."""
+        backend = self.app.backend
+        if backend is None:
+            return "Halted"
+        return str(backend.get_power_state(self))
+
+    def is_running(self) -> bool:
+        """Whether the domain is started (running, paused, halting...)."""
+        return self.get_power_state() != "Halted"
+
+    def is_halted(self) -> bool:
+        """Whether the domain is halted."""
+        return self.get_power_state() == "Halted"
+
     @property
     def updateable(self) -> bool:
         """Whether the root volume's changes are kept at stop."""
-        root = self.volume_config.get("root")
-        return bool(root) and root.get("save_on_stop") == "True"
+        root = self.volume_config.get("root", {})
+        return root.get("save_on_stop") == "True"
 
     @property
     def icon(self) -> str:

@@ -97,7 +97,9 @@ def kernel_volume(vm: Any) -> dict[str, str] | None:
     }
 
 
-def with_kernel(configs: dict[str, dict[str, str]], vm: Any):
+def with_kernel(
+    configs: dict[str, dict[str, str]], vm: Any
+) -> dict[str, dict[str, str]]:
     """*configs* plus the kernel volume, when the domain has a kernel."""
     kernel = kernel_volume(vm)
     if kernel is not None:

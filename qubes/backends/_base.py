@@ -1,0 +1,266 @@
+"""What every libvirt backend does the same way, written once.
+
+A driver subclass provides its name, default URI, capabilities and the
+XML builder (:meth:`LibvirtBackend.build_xml`); lifecycle, states,
+statistics and events are the same libvirt calls for Xen, KVM and LXC
+and live here.
+
+A state-changing call runs inside :meth:`LibvirtBackend.mutation`, which
+does nothing here; the simulated host uses it to keep its state file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid as uuid_module
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import libvirt
+
+from qubes import exc
+from qubes.backends import (
+    Capabilities,
+    DomainStats,
+    EventCallback,
+    PowerState,
+    Subscription,
+)
+from qubes.backends._libvirt import Connection
+from qubes.backends._xml import XMLCache
+from qubes.backends.spec import DomainSpec, domain_spec
+from qubes.qdb import LocalQubesDB
+
+__all__ = ["LibvirtBackend", "POWER_STATES"]
+
+#: libvirt's domain states, in Qubes' words
+POWER_STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: PowerState.TRANSIENT,
+    libvirt.VIR_DOMAIN_RUNNING: PowerState.RUNNING,
+    libvirt.VIR_DOMAIN_BLOCKED: PowerState.RUNNING,
+    libvirt.VIR_DOMAIN_PAUSED: PowerState.PAUSED,
+    libvirt.VIR_DOMAIN_SHUTDOWN: PowerState.HALTING,
+    libvirt.VIR_DOMAIN_SHUTOFF: PowerState.HALTED,
+    libvirt.VIR_DOMAIN_CRASHED: PowerState.CRASHED,
+    libvirt.VIR_DOMAIN_PMSUSPENDED: PowerState.SUSPENDED,
+}
+
+
+class LibvirtBackend:
+    """A backend that drives one libvirt connection.
+
+    :param uri: the libvirt URI; by default :attr:`default_uri`
+    :param connection: a connection to use instead of opening *uri*
+    """
+
+    name: ClassVar[str] = ""
+    default_uri: ClassVar[str] = ""
+
+    def __init__(
+        self, uri: str | None = None, *, connection: Connection | None = None
+    ) -> None:
+        self.uri = uri or (connection.uri if connection else self.default_uri)
+        self.connection = connection or Connection(self.uri)
+        self._xml_cache = XMLCache()
+        self._qubesdbs: dict[str, LocalQubesDB] = {}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.uri}>"
+
+    # -- what a driver provides --------------------------------------------
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can do on its engine."""
+        raise NotImplementedError
+
+    def build_xml(self, spec: DomainSpec) -> str:
+        """The domain XML of *spec*, in this backend's dialect."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line: backend, URI and engine, for the tools."""
+        return f"backend {self.name}, URI {self.uri}"
+
+    # -- XML ----------------------------------------------------------------
+
+    def check_spec(self, spec: DomainSpec) -> None:
+        """Refuse what this backend cannot run.
+
+        :raises QubesUnsupportedError: a virt mode or PCI passthrough
+            the engine does not offer
+        """
+        caps = self.capabilities
+        if spec.virt_mode not in caps.virt_modes:
+            raise exc.QubesUnsupportedError(
+                f"the {self.name} backend cannot run virt_mode "
+                f"{spec.virt_mode!r} (it runs "
+                f"{', '.join(sorted(caps.virt_modes))})",
+                domain=spec.name,
+                prop="virt_mode",
+            )
+        if spec.pci and not caps.pci_passthrough:
+            raise exc.QubesUnsupportedError(
+                f"the {self.name} backend cannot pass PCI devices through",
+                domain=spec.name,
+            )
+
+    def create_config(self, vm: Any) -> str:
+        """The libvirt domain XML that starting *vm* would define.
+
+        The XML of an unchanged domain is built once and reused.
+        """
+        spec = domain_spec(vm)
+        xml = self._xml_cache.get(spec)
+        if xml is None:
+            self.check_spec(spec)
+            xml = self.build_xml(spec)
+            self._xml_cache.put(spec, xml)
+        return xml
+
+    # -- lookups ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def mutation(self) -> Iterator[None]:
+        """Wraps every call that changes the engine's state."""
+        yield
+
+    @staticmethod
+    def _lookup(conn: libvirt.virConnect, vm: Any) -> libvirt.virDomain:
+        return conn.lookupByUUIDString(str(vm.uuid))
+
+    def libvirt_domain(self, vm: Any) -> libvirt.virDomain | None:
+        """The ``libvirt.virDomain`` of *vm*, or None when undefined."""
+        try:
+            return self.connection.call(
+                "lookup", lambda c: self._lookup(c, vm), vm
+            )
+        except exc.QubesNoSuchDomainError:
+            return None
+
+    def get_uuid(self, vm: Any) -> uuid_module.UUID:
+        """The UUID the engine knows *vm* by: its own."""
+        dom = self.libvirt_domain(vm)
+        if dom is None:
+            return uuid_module.UUID(str(vm.uuid))
+        return uuid_module.UUID(dom.UUIDString())
+
+    def get_power_state(self, vm: Any) -> PowerState:
+        """*vm*'s power state; Halted when the engine does not know it."""
+        dom = self.libvirt_domain(vm)
+        if dom is None:
+            return PowerState.HALTED
+        state = self.connection.call("state", lambda c: dom.state()[0], vm)
+        return POWER_STATES.get(state, PowerState.TRANSIENT)
+
+    def get_runtime_id(self, vm: Any) -> int | None:
+        """The engine's id of the running *vm*, or None."""
+        dom = self.libvirt_domain(vm)
+        if dom is None:
+            return None
+        ident = self.connection.call("id", lambda c: dom.ID(), vm)
+        return None if ident < 0 else int(ident)
+
+    def get_stats(self, vm: Any) -> DomainStats:
+        """Memory and CPU figures of a running *vm*.
+
+        :raises QubesVMNotStartedError: it is not running
+        """
+        dom = self.libvirt_domain(vm)
+        if dom is None or not dom.isActive():
+            raise exc.QubesVMNotStartedError(vm, "is not running")
+        info = self.connection.call("stats", lambda c: dom.info(), vm)
+        return DomainStats(
+            memory_kib=info[2],
+            max_memory_kib=info[1],
+            cpu_time_ns=info[4],
+            vcpus=info[3],
+        )
+
+    def subscribe(self, callback: EventCallback) -> Subscription:
+        """Deliver every lifecycle event of the engine to *callback*."""
+        return self.connection.subscribe(callback)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self, vm: Any) -> None:
+        """Define *vm* from :meth:`create_config` and start it; a failed
+        start leaves no definition behind."""
+        xml = self.create_config(vm)
+
+        def define_and_create(conn: libvirt.virConnect) -> None:
+            dom = conn.defineXML(xml)
+            try:
+                dom.create()
+            except libvirt.libvirtError:
+                with contextlib.suppress(libvirt.libvirtError):
+                    _undefine(dom)
+                raise
+
+        with self.mutation():
+            await self.connection.run("create", define_and_create, vm)
+        self._qubesdbs[str(vm.uuid)] = LocalQubesDB(vm.name)
+
+    async def _domain_call(self, op: str, vm: Any, method: str) -> None:
+        def act(conn: libvirt.virConnect) -> None:
+            getattr(self._lookup(conn, vm), method)()
+
+        try:
+            with self.mutation():
+                await self.connection.run(op, act, vm)
+        except exc.QubesNoSuchDomainError:
+            raise exc.QubesVMNotStartedError(vm, "is not running") from None
+
+    async def kill(self, vm: Any) -> None:
+        """Stop *vm* at once.
+
+        :raises QubesVMNotStartedError: it is not running
+        """
+        await self._domain_call("destroy", vm, "destroy")
+
+    async def shutdown(self, vm: Any) -> None:
+        """Ask *vm*'s guest to shut down; returns once asked."""
+        await self._domain_call("shutdown", vm, "shutdown")
+
+    async def pause(self, vm: Any) -> None:
+        """Freeze *vm*'s vCPUs."""
+        await self._domain_call("suspend", vm, "suspend")
+
+    async def unpause(self, vm: Any) -> None:
+        """Let a paused *vm* run again."""
+        await self._domain_call("resume", vm, "resume")
+
+    async def undefine(self, vm: Any) -> None:
+        """Forget *vm*'s definition; a no-op when there is none."""
+
+        def act(conn: libvirt.virConnect) -> None:
+            _undefine(self._lookup(conn, vm))
+
+        try:
+            with self.mutation():
+                await self.connection.run("undefine", act, vm)
+        except exc.QubesNoSuchDomainError:
+            pass
+
+    def qubesdb(self, vm: Any) -> LocalQubesDB | None:
+        """The QubesDB of a running *vm*, or None."""
+        return self._qubesdbs.get(str(vm.uuid))
+
+    def forget(self, vm: Any) -> None:
+        """Drop what is kept for a domain that stopped (its QubesDB)."""
+        qdb = self._qubesdbs.pop(str(vm.uuid), None)
+        if qdb is not None:
+            qdb.close()
+
+    def close(self) -> None:
+        """Close the engine connection; it reopens on next use."""
+        self.connection.close()
+
+
+def _undefine(dom: libvirt.virDomain) -> None:
+    # UEFI domains keep an NVRAM file that a plain undefine refuses to
+    # leave behind; not every driver knows the flag.
+    try:
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+    except libvirt.libvirtError:
+        dom.undefine()

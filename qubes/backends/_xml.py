@@ -1,0 +1,138 @@
+"""Small lxml helpers and elements that every backend's XML shares.
+
+Domain XML is always built element by element with lxml, never from
+strings, so that every value is escaped by the serialiser. Elements are
+written in libvirt's documented order: identity, memory, CPUs, ``os``,
+``features``, ``clock``, lifecycle actions, ``devices``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import lxml.etree
+from lxml.etree import _Element as Element
+
+from qubes import exc
+from qubes.backends.spec import DomainSpec
+
+__all__ = [
+    "XMLCache",
+    "sub",
+    "identity",
+    "vcpus",
+    "clock",
+    "lifecycle",
+    "hostdevs",
+    "serialize",
+    "disk_target",
+]
+
+
+def sub(
+    parent: Element,
+    tag: str,
+    text: str | None = None,
+    attrib: dict[str, str] | None = None,
+) -> Element:
+    """Append a child *tag* to *parent*, with optional text and attributes.
+
+    :raises QubesValueError: a value holds characters that XML cannot
+        carry at all (control characters); markup characters are fine,
+        the serialiser escapes them
+    """
+    try:
+        child = lxml.etree.SubElement(parent, tag, attrib)
+        if text is not None:
+            child.text = text
+    except ValueError as err:
+        raise exc.QubesValueError(
+            f"<{tag}>: a value cannot be written as XML: {err}"
+        ) from err
+    return child
+
+
+def identity(domain: Element, spec: DomainSpec) -> None:
+    """``<name>`` and ``<uuid>``."""
+    sub(domain, "name", spec.name)
+    sub(domain, "uuid", spec.uuid)
+
+
+def vcpus(domain: Element, spec: DomainSpec) -> None:
+    """``<vcpu>``: the number of virtual CPUs."""
+    sub(domain, "vcpu", str(spec.vcpus), {"placement": "static"})
+
+
+def clock(domain: Element) -> None:
+    """``<clock>``: the guest keeps UTC, reset to the host's at start."""
+    sub(domain, "clock", None, {"offset": "utc", "adjustment": "reset"})
+
+
+def lifecycle(domain: Element) -> None:
+    """Power-off, reboot and crash all end the domain: the core decides
+    what happens next (a reboot is a new start with a new XML)."""
+    for event in ("on_poweroff", "on_reboot", "on_crash"):
+        sub(domain, event, "destroy")
+
+
+def hostdevs(devices: Element, spec: DomainSpec, driver: str = "") -> None:
+    """``<hostdev>`` for each assigned PCI device."""
+    for pci in spec.pci:
+        hostdev = sub(
+            devices,
+            "hostdev",
+            None,
+            {"mode": "subsystem", "type": "pci", "managed": "yes"},
+        )
+        if driver:
+            sub(hostdev, "driver", None, {"name": driver})
+        source = sub(hostdev, "source")
+        sub(
+            source,
+            "address",
+            None,
+            {
+                "domain": "0x0000",
+                "bus": f"0x{pci.bus:02x}",
+                "slot": f"0x{pci.slot:02x}",
+                "function": f"0x{pci.function:x}",
+            },
+        )
+
+
+def disk_target(prefix: str, index: int) -> str:
+    """The device name of the *index*-th disk: ``xvda``, ``vdb``..."""
+    if index >= 26:
+        raise exc.QubesUnsupportedError(f"more than 26 {prefix} disks")
+    return prefix + chr(ord("a") + index)
+
+
+def serialize(root: Element) -> str:
+    """The XML text of *root*."""
+    return str(lxml.etree.tostring(root, encoding="unicode"))
+
+
+class XMLCache:
+    """The last XML built for each domain, reused while its spec is equal.
+
+    :param size: how many domains to remember; the oldest go first
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, tuple[DomainSpec, str]] = OrderedDict()
+
+    def get(self, spec: DomainSpec) -> str | None:
+        """The XML built from an equal spec, or None."""
+        entry = self._entries.get(spec.uuid)
+        if entry is not None and entry[0] == spec:
+            return entry[1]
+        return None
+
+    def put(self, spec: DomainSpec, xml: str) -> None:
+        """Remember *xml* as built from *spec*."""
+        entries = self._entries
+        entries[spec.uuid] = (spec, xml)
+        entries.move_to_end(spec.uuid)
+        if len(entries) > self.size:
+            entries.popitem(last=False)

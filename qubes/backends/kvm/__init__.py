@@ -1,0 +1,91 @@
+"""The KVM backend: QEMU through libvirt, ``qemu:///system``."""
+
+from __future__ import annotations
+
+import os
+
+import lxml.etree
+
+from qubes import exc
+from qubes.backends import Capabilities
+from qubes.backends._base import LibvirtBackend
+from qubes.backends._libvirt import Connection
+from qubes.backends.kvm import _xml
+from qubes.backends.spec import DomainSpec
+
+__all__ = ["KVMBackend", "accelerated_types"]
+
+DOMAIN_TYPES = ("kvm", "qemu")
+
+
+def accelerated_types(capabilities_xml: str) -> set[str]:
+    """The domain types libvirt's capabilities offer for x86_64 guests."""
+    root = lxml.etree.fromstring(capabilities_xml.encode())
+    found = root.xpath("guest[os_type='hvm']/arch[@name='x86_64']/domain/@type")
+    return {str(kind) for kind in found}
+
+
+class KVMBackend(LibvirtBackend):
+    """HVM domains on QEMU, with hardware acceleration (``kvm``) where
+    the host offers it and software emulation (``qemu``) otherwise.
+
+    :param domain_type: ``kvm`` or ``qemu``; by default read from the
+        engine's capabilities: ``kvm`` when offered, else ``qemu``
+    :param uplink: the libvirt network netvms without a netvm use
+    :param log_dir: where each guest's serial console is logged, as
+        ``guest-NAME.log``; None for no log
+    """
+
+    name = "kvm"
+    default_uri = "qemu:///system"
+
+    def __init__(
+        self,
+        uri: str | None = None,
+        *,
+        connection: Connection | None = None,
+        domain_type: str | None = None,
+        uplink: str = "default",
+        log_dir: str | None = "/var/log/qubes",
+    ) -> None:
+        super().__init__(uri, connection=connection)
+        if domain_type is not None and domain_type not in DOMAIN_TYPES:
+            raise exc.QubesValueError(
+                f"domain_type {domain_type!r} is not kvm or qemu"
+            )
+        self._domain_type = domain_type
+        self.uplink = uplink
+        self.log_dir = log_dir
+
+    @property
+    def domain_type(self) -> str:
+        """``kvm`` or ``qemu``, decided once per backend."""
+        if self._domain_type is None:
+            caps = self.connection.call(
+                "capabilities", lambda c: c.getCapabilities()
+            )
+            offered = accelerated_types(caps)
+            self._domain_type = "kvm" if "kvm" in offered else "qemu"
+        return self._domain_type
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """HVM and PVH (direct kernel boot), memory hotplug, PCI."""
+        return Capabilities(
+            domain_type=self.domain_type,
+            virt_modes=frozenset(("hvm", "pvh")),
+            memory_hotplug=True,
+            pci_passthrough=True,
+            networking="a libvirt network per netvm (qubes-NETVM)",
+        )
+
+    def build_xml(self, spec: DomainSpec) -> str:
+        """The KVM domain XML of *spec*."""
+        log_file = None
+        if self.log_dir:
+            log_file = os.path.join(self.log_dir, f"guest-{spec.name}.log")
+        return _xml.build(spec, self.domain_type, self.uplink, log_file)
+
+    def describe(self) -> str:
+        """One line for the tools."""
+        return f"backend kvm (QEMU, type {self.domain_type}), URI {self.uri}"

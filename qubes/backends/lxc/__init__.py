@@ -1,0 +1,39 @@
+"""The LXC backend: containers through libvirt, ``lxc:///system``."""
+
+from __future__ import annotations
+
+from qubes.backends import Capabilities
+from qubes.backends._base import LibvirtBackend
+from qubes.backends.lxc import _xml
+from qubes.backends.spec import DomainSpec
+
+__all__ = ["LXCBackend"]
+
+
+class LXCBackend(LibvirtBackend):
+    """Domains as containers on the host's kernel, each in its own user
+    namespace by default."""
+
+    name = "lxc"
+    default_uri = "lxc:///system"
+
+    _CAPABILITIES = Capabilities(
+        domain_type="lxc",
+        virt_modes=frozenset(("pv", "pvh")),
+        memory_hotplug=False,
+        pci_passthrough=False,
+        networking="veth into the netvm's libvirt network (qubes-NETVM)",
+    )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Containers: pv and pvh domains; no hotplug, no PCI."""
+        return self._CAPABILITIES
+
+    def build_xml(self, spec: DomainSpec) -> str:
+        """The LXC domain XML of *spec*."""
+        return _xml.build(spec)
+
+    def describe(self) -> str:
+        """One line for the tools."""
+        return f"backend lxc (libvirt LXC), URI {self.uri}"

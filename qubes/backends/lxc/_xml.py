@@ -1,0 +1,193 @@
+"""The LXC dialect of libvirt domain XML.
+
+A domain is a container: it runs ``/sbin/init`` (or the ``lxc.init``
+feature's program) on the host's kernel, so the kernel volume is not
+used and a domain's ``virt_mode`` must be pv or pvh (a paravirtualised
+guest is what a container is closest to; hvm needs a hypervisor). Its
+root volume is mounted at ``/`` and its private volume at ``/rw``;
+image files are loop-mounted, folders bind-mounted, and a volume the
+domain may not write is mounted read-only. The volatile volume is not
+mounted: a container swaps and keeps scratch space on the host.
+
+By default the container has a user namespace: uid and gid 0 inside map
+to an unprivileged range of the host, a range of its own for each qid,
+and it gets a network namespace of its own (``privnet``). The
+``lxc.userns`` feature set to ``0`` turns this off.
+
+Networking: a veth pair into the netvm's libvirt network, ``qubes-NAME``
+(see :mod:`qubes.backends.kvm._xml`), with the domain's address and a
+default route through its netvm.
+"""
+
+from __future__ import annotations
+
+import lxml.etree
+from lxml.etree import _Element as Element
+
+from qubes import exc
+from qubes.backends import _xml
+from qubes.backends._xml import sub
+from qubes.backends.kvm._xml import network_name
+from qubes.backends.spec import DiskSpec, DomainSpec
+
+__all__ = ["build", "idmap_target", "IDMAP_BASE", "IDMAP_COUNT"]
+
+
+#: host uid/gid of uid 0 in the container of qid 0; qid N starts N ranges
+#: further
+IDMAP_BASE = 100000
+IDMAP_COUNT = 65536
+_UID_LIMIT = 2**32 - 1
+
+_MOUNTS = {"root": "/", "private": "/rw"}
+#: volumes a container does without (see the module's description)
+_NOT_MOUNTED = frozenset(("volatile", "kernel"))
+#: a /8 holds every Qubes address (10.137 domains, 10.138 DispVMs,
+#: 10.139 DNS), so the netvm's address is on-link
+_PREFIX = "8"
+
+
+def idmap_target(qid: int) -> int:
+    """The host uid (and gid) that uid 0 of domain *qid* maps to.
+
+    :raises QubesUnsupportedError: the range would pass the last uid
+    """
+    target = IDMAP_BASE + qid * IDMAP_COUNT
+    if target + IDMAP_COUNT - 1 > _UID_LIMIT:
+        raise exc.QubesUnsupportedError(
+            f"qid {qid} is too large for a private uid range"
+        )
+    return target
+
+
+def _userns(spec: DomainSpec) -> bool:
+    return spec.feature("lxc.userns", "1") not in ("", "0")
+
+
+def _memory(domain: Element, spec: DomainSpec) -> None:
+    # A container's memory is a cgroup limit: maxmem when it balloons.
+    top = max(spec.maxmem, spec.memory)
+    sub(domain, "memory", str(top), {"unit": "MiB"})
+    sub(domain, "currentMemory", str(spec.memory), {"unit": "MiB"})
+
+
+def _os(domain: Element, spec: DomainSpec) -> None:
+    os_element = sub(domain, "os")
+    sub(os_element, "type", "exe", {"arch": "x86_64"})
+    sub(os_element, "init", spec.feature("lxc.init") or "/sbin/init")
+    sub(os_element, "initenv", spec.name, {"name": "QUBES_NAME"})
+
+
+def _idmap(domain: Element, spec: DomainSpec) -> None:
+    if not _userns(spec):
+        return
+    features = sub(domain, "features")
+    sub(features, "privnet")
+    idmap = sub(domain, "idmap")
+    target = str(idmap_target(spec.qid))
+    for kind in ("uid", "gid"):
+        sub(
+            idmap,
+            kind,
+            None,
+            {"start": "0", "target": target, "count": str(IDMAP_COUNT)},
+        )
+
+
+def _filesystem(devices: Element, disk: DiskSpec, mount: str) -> None:
+    if disk.format == "dir":
+        element = sub(
+            devices,
+            "filesystem",
+            None,
+            {"type": "mount", "accessmode": "passthrough"},
+        )
+        sub(element, "source", None, {"dir": disk.path})
+    else:
+        element = sub(
+            devices,
+            "filesystem",
+            None,
+            {"type": "file", "accessmode": "passthrough"},
+        )
+        # Raw images are loop-mounted; qcow2 ones go through qemu-nbd.
+        driver = "loop" if disk.format == "raw" else "nbd"
+        sub(element, "driver", None, {"type": driver, "format": disk.format})
+        sub(element, "source", None, {"file": disk.path})
+    sub(element, "target", None, {"dir": mount})
+    if not disk.rw:
+        sub(element, "readonly")
+
+
+def _filesystems(devices: Element, spec: DomainSpec) -> None:
+    for disk in spec.disks:
+        mount = _MOUNTS.get(disk.name)
+        if mount is not None:
+            _filesystem(devices, disk, mount)
+        elif disk.name not in _NOT_MOUNTED:
+            raise exc.QubesUnsupportedError(
+                f"volume {disk.name!r}: a container mounts only the root "
+                "and private volumes",
+                domain=spec.name,
+            )
+    if spec.disk("root") is None:
+        raise exc.QubesUnsupportedError(
+            "a container needs a root volume", domain=spec.name
+        )
+
+
+def _interface(
+    devices: Element,
+    network: str,
+    mac: str | None,
+    ip: str | None,
+    gateway: str | None = None,
+) -> None:
+    interface = sub(devices, "interface", None, {"type": "network"})
+    if mac:
+        sub(interface, "mac", None, {"address": mac})
+    sub(interface, "source", None, {"network": network})
+    if ip:
+        sub(interface, "ip", None, {"address": ip, "prefix": _PREFIX})
+    if gateway:
+        sub(
+            interface,
+            "route",
+            None,
+            {"address": "0.0.0.0", "prefix": "0", "gateway": gateway},
+        )
+
+
+def _interfaces(devices: Element, spec: DomainSpec) -> None:
+    net = spec.net
+    if net is not None:
+        _interface(
+            devices, network_name(net.netvm), net.mac, net.ip, net.gateway
+        )
+    if spec.provides_network:
+        _interface(devices, network_name(spec.name), None, spec.ip)
+
+
+def _console(devices: Element) -> None:
+    console = sub(devices, "console", None, {"type": "pty"})
+    sub(console, "target", None, {"type": "lxc", "port": "0"})
+
+
+def build(spec: DomainSpec) -> str:
+    """The LXC domain XML of *spec*.
+
+    :raises QubesUnsupportedError: no root volume, an extra volume, a
+        qid too large for a uid range
+    """
+    domain = lxml.etree.Element("domain", {"type": "lxc"})
+    _xml.identity(domain, spec)
+    _memory(domain, spec)
+    _xml.vcpus(domain, spec)
+    _os(domain, spec)
+    _idmap(domain, spec)
+    _xml.lifecycle(domain)
+    devices = sub(domain, "devices")
+    _filesystems(devices, spec)
+    _interfaces(devices, spec)
+    _console(devices)
+    return _xml.serialize(domain)

@@ -1,0 +1,147 @@
+"""The simulated host: libvirt's test driver, with its state in a file.
+
+libvirt's test driver runs in-process and accepts Xen, KVM and LXC
+domain XML alike; it forgets everything when the process ends. The
+simulated host keeps that state in a node file (libvirt's test-driver
+node format): ``test:///PATH`` loads the file, and after every change
+the file is written back with each domain's inactive definition and its
+state (``<test:runstate>``). So ``qvm-start work`` in one process and
+``qvm-ls`` in the next agree.
+
+Changes are serialised between processes like qubes.xml's: under a lock
+file, the node file is replaced atomically, and a process whose view is
+older than the file reloads it before it changes anything.
+
+Nothing runs on a simulated host, and its disks are simulated too:
+volumes are described in the XML but not created or checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import libvirt
+import lxml.etree
+
+from qubes.store import FileStamp, StoreFile
+
+__all__ = ["NodeFile", "TEST_NS", "node_path_of"]
+
+TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"
+_RUNSTATE = f"{{{TEST_NS}}}runstate"
+
+#: the simulated machine: 2 cores, 8 GiB
+_HOST = {
+    "cpu": (
+        ("nodes", "1"),
+        ("sockets", "1"),
+        ("cores", "2"),
+        ("threads", "1"),
+        ("active", "2"),
+        ("mhz", "2000"),
+        ("model", "x86_64"),
+    ),
+    "memory": "8388608",
+}
+
+
+def node_path_of(uri: str) -> str | None:
+    """The node file of a ``test:///PATH`` URI; None for ``default``."""
+    if not uri.startswith("test:///"):
+        return None
+    path = uri[len("test://") :]
+    if path in ("/", "/default") or not path.endswith(".xml"):
+        return None
+    return path
+
+
+class NodeFile:
+    """A test-driver node file that holds a simulated host's state.
+
+    :param path: the file; it is created, empty, when first needed
+    """
+
+    def __init__(self, path: str) -> None:
+        self.store = StoreFile(path)
+        self._loaded: FileStamp | None = None
+
+    @property
+    def path(self) -> str:
+        """The node file."""
+        return self.store.path
+
+    @property
+    def uri(self) -> str:
+        """The libvirt URI that loads this file."""
+        return "test://" + self.path
+
+    def exists(self) -> bool:
+        """Whether the file exists (a host that never ran anything)."""
+        return os.path.exists(self.path)
+
+    def before_open(self) -> None:
+        """Create the file if missing; remember the version opened."""
+        with self.store.lock():
+            if not self.exists():
+                self.store.mark_new()
+                self._write_unlocked(_empty_node())
+            self._loaded = _stamp(self.path)
+
+    @contextlib.contextmanager
+    def transaction(self, connection: Any) -> Iterator[None]:
+        """Hold the lock around a change and write the state after it.
+
+        If another process changed the file since *connection* loaded
+        it, the connection is reopened first, so it acts on the newest
+        state.
+        """
+        with self.store.lock():
+            if self._loaded != _stamp(self.path):
+                connection.reset()
+            conn = connection.call("open", lambda c: c)
+            self._loaded = _stamp(self.path)
+            try:
+                yield
+            finally:
+                self._write_unlocked(_node_of(conn))
+
+    def _write_unlocked(self, node: lxml.etree._Element) -> None:
+        data = lxml.etree.tostring(node, pretty_print=True)
+        self.store.stamp = _stamp(self.path)
+        self.store.write_locked(lambda file: file.write(data))
+        self._loaded = self.store.stamp
+
+
+def _stamp(path: str) -> FileStamp:
+    try:
+        return FileStamp.of(os.stat(path))
+    except FileNotFoundError:
+        return FileStamp.of(None)
+
+
+def _empty_node() -> lxml.etree._Element:
+    node = lxml.etree.Element("node")
+    cpu = lxml.etree.SubElement(node, "cpu")
+    for tag, text in _HOST["cpu"]:
+        lxml.etree.SubElement(cpu, tag).text = text
+    lxml.etree.SubElement(node, "memory").text = str(_HOST["memory"])
+    return node
+
+
+def _node_of(conn: libvirt.virConnect) -> lxml.etree._Element:
+    node = _empty_node()
+    for dom in conn.listAllDomains():
+        xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        domain = lxml.etree.fromstring(xml.encode())
+        # The namespace must be declared on <domain> itself for the test
+        # driver to read the run state back.
+        with_ns = lxml.etree.Element(
+            domain.tag, dict(domain.attrib), nsmap={"test": TEST_NS}
+        )
+        with_ns.extend(list(domain))
+        lxml.etree.SubElement(with_ns, _RUNSTATE).text = str(dom.state()[0])
+        node.append(with_ns)
+    return node

@@ -1,0 +1,213 @@
+"""What a domain's libvirt XML is made from, as plain immutable data.
+
+:func:`domain_spec` reads a domain once — its properties, volumes,
+network and devices — into a :class:`DomainSpec`. The XML builders of
+every backend work from the spec alone, never from the domain, so that:
+
+- a builder is a pure function, tested without a store;
+- two starts of an unchanged domain give equal specs, and the XML built
+  for the first is reused for the second (a spec is hashable);
+- the domain model is read in exactly one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from qubes import exc
+
+__all__ = [
+    "DiskSpec",
+    "DomainSpec",
+    "KernelSpec",
+    "NetSpec",
+    "PCISpec",
+    "XML_FEATURES",
+    "domain_spec",
+]
+
+#: features that change the XML, looked up with the template's as fallback
+XML_FEATURES = ("uefi", "memory-hotplug", "lxc.init", "lxc.userns")
+
+#: volumes in the order their disks are attached
+VOLUME_ORDER = ("root", "private", "volatile", "kernel")
+
+
+@dataclass(frozen=True, slots=True)
+class DiskSpec:
+    """One volume as a disk.
+
+    :param name: the volume's name (``root``, ``private``...)
+    :param path: image file or folder
+    :param format: ``raw``, ``qcow2`` or ``dir``
+    :param rw: whether the domain may write to it
+    """
+
+    name: str
+    path: str
+    format: str
+    rw: bool
+
+
+@dataclass(frozen=True, slots=True)
+class KernelSpec:
+    """A kernel from the kernel pool."""
+
+    version: str
+    vmlinuz: str
+    initramfs: str
+
+
+@dataclass(frozen=True, slots=True)
+class NetSpec:
+    """The domain's link to its netvm.
+
+    :param netvm: the netvm's name
+    :param netvm_qid: the netvm's qid
+    :param mac: this domain's MAC address
+    :param ip: this domain's IPv4 address
+    :param gateway: the netvm's address, this domain's gateway
+    """
+
+    netvm: str
+    netvm_qid: int
+    mac: str
+    ip: str | None
+    gateway: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PCISpec:
+    """A PCI device of the host, assigned to the domain."""
+
+    bus: int
+    slot: int
+    function: int
+
+
+@dataclass(frozen=True, slots=True)
+class DomainSpec:
+    """Everything any backend's XML of one domain depends on."""
+
+    name: str
+    uuid: str
+    qid: int
+    klass: str
+    memory: int
+    maxmem: int
+    vcpus: int
+    virt_mode: str
+    kernel: KernelSpec | None
+    kernelopts: str
+    disks: tuple[DiskSpec, ...]
+    net: NetSpec | None
+    provides_network: bool
+    mac: str | None
+    ip: str | None
+    pci: tuple[PCISpec, ...]
+    features: tuple[tuple[str, str], ...]
+    debug: bool
+
+    def feature(self, name: str, default: str = "") -> str:
+        """The value of an XML-relevant feature, or *default*."""
+        for key, value in self.features:
+            if key == name:
+                return value
+        return default
+
+    def flag(self, name: str) -> bool:
+        """Whether a feature is set to a true value (not "" or "0")."""
+        return self.feature(name) not in ("", "0")
+
+    def disk(self, name: str) -> DiskSpec | None:
+        """The disk of volume *name*, if the domain has it."""
+        for disk in self.disks:
+            if disk.name == name:
+                return disk
+        return None
+
+
+def _disks(vm: Any) -> tuple[DiskSpec, ...]:
+    volumes = vm.volumes
+    names = [n for n in VOLUME_ORDER if n in volumes]
+    names.extend(sorted(n for n in volumes if n not in VOLUME_ORDER))
+    disks = []
+    for name in names:
+        volume = volumes[name]
+        disks.append(DiskSpec(name, volume.path, volume.format, volume.rw))
+    return tuple(disks)
+
+
+def _kernel(vm: Any) -> KernelSpec | None:
+    if vm.kernel is None:
+        return None
+    volume = vm.volumes.get("kernel")
+    if volume is None or not hasattr(volume, "vmlinuz"):
+        raise exc.QubesStorageError(
+            f"kernel {vm.kernel!r} is set, but the domain has no kernel "
+            "volume from a linux-kernel pool",
+            domain=vm.name,
+        )
+    return KernelSpec(vm.kernel, volume.vmlinuz, volume.initramfs)
+
+
+def _net(vm: Any) -> NetSpec | None:
+    netvm = getattr(vm, "netvm", None)
+    if netvm is None:
+        return None
+    return NetSpec(netvm.name, netvm.qid, vm.mac, vm.visible_ip, netvm.gateway)
+
+
+def _pci(vm: Any) -> tuple[PCISpec, ...]:
+    found = []
+    for assignment in vm.devices["pci"]:
+        ident = assignment.ident
+        try:
+            bus, rest = ident.split("_", 1)
+            slot, function = rest.split(".", 1)
+            found.append(
+                PCISpec(int(bus, 16), int(slot, 16), int(function, 16))
+            )
+        except ValueError:
+            raise exc.QubesDeviceError(
+                f"PCI device id {ident!r} is not BB_SS.F",
+                domain=vm.name,
+            ) from None
+    return tuple(found)
+
+
+def _features(vm: Any) -> tuple[tuple[str, str], ...]:
+    found = []
+    for name in XML_FEATURES:
+        value = vm.features.check_with_template(name, None)
+        if value is not None:
+            found.append((name, value))
+    return tuple(found)
+
+
+def domain_spec(vm: Any) -> DomainSpec:
+    """Read *vm* into a :class:`DomainSpec`.
+
+    :raises QubesException: a property or volume cannot be read
+    """
+    return DomainSpec(
+        name=vm.name,
+        uuid=str(vm.uuid),
+        qid=vm.qid,
+        klass=vm.klass,
+        memory=vm.memory,
+        maxmem=vm.maxmem,
+        vcpus=vm.vcpus,
+        virt_mode=vm.virt_mode,
+        kernel=_kernel(vm),
+        kernelopts=vm.kernelopts,
+        disks=_disks(vm),
+        net=_net(vm),
+        provides_network=bool(getattr(vm, "provides_network", False)),
+        mac=getattr(vm, "mac", None),
+        ip=getattr(vm, "visible_ip", None),
+        pci=_pci(vm),
+        features=_features(vm),
+        debug=vm.debug,
+    )
