@@ -21,6 +21,7 @@ the domain and the property; nothing is written.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -70,6 +71,22 @@ def _setter_positive(app: Any, prop: Property, value: int) -> int:
     return value
 
 
+def _setter_optional_str(app: Any, prop: Property, value: Any) -> Any:
+    return str(value) if value not in (None, "") else None
+
+
+def _setter_backend(app: Any, prop: Property, value: Any) -> Any:
+    from qubes.backends import backend_names
+
+    value = _setter_optional_str(app, prop, value)
+    if value is not None and value not in backend_names():
+        raise exc.QubesPropertyValueError(
+            f"no backend {value!r} (known: {', '.join(backend_names())})",
+            value=value,
+        )
+    return value
+
+
 def _default_pool(app: Any) -> str | None:
     # The reference's file pool is called varlibqubes; otherwise the
     # first pool that is not the kernel pool.
@@ -106,6 +123,8 @@ class Qubes(PropertyHolder):
 
     :param path: the qubes.xml file; by default :func:`default_store_path`
     :param load: whether to load it now
+    :param backend: the backend to run domains on; by default chosen on
+        first use (see :mod:`qubes.backends.choice`)
     :raises QubesStoreNotFoundError: *load* and there is no such file
     """
 
@@ -188,16 +207,37 @@ class Qubes(PropertyHolder):
     check_updates_vm = _global(
         "Whether domains look for updates.", type=bool, default=True
     )
+    vmm_backend = _global(
+        "Backend domains run on (xen, kvm, lxc); empty: auto-detect.",
+        setter=_setter_backend,
+        default=None,
+    )
+    vmm_uri = _global(
+        "libvirt URI of the backend; empty: the backend's default.",
+        setter=_setter_optional_str,
+        default=None,
+    )
 
-    def __init__(self, path: str | None = None, *, load: bool = True):
+    def __init__(
+        self,
+        path: str | None = None,
+        *,
+        load: bool = True,
+        backend: Any = None,
+    ) -> None:
         super().__init__()
         self.store = StoreFile(path or default_store_path())
         self.domains = VMCollection(self)
         self.labels: dict[int, Label] = {}
         self.pools: dict[str, Pool] = {}
         self.host = Host()
-        #: the hypervisor backend; ``None`` for a store opened on its own
-        self.backend: Any = None
+        self._backend = backend
+        #: why :attr:`backend` is the one it is, for the tools
+        self.backend_reason = "given by the caller" if backend else ""
+        self._subscription: Any = None
+        self._subscribed_loop: Any = None
+        #: coroutines started by engine events, kept until they finish
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._root_attributes: dict[str, str] = {}
         if load:
             self.load()
@@ -218,6 +258,55 @@ class Qubes(PropertyHolder):
     def location_name(self) -> str | None:
         """Global properties belong to no domain."""
         return None
+
+    # -- the backend ------------------------------------------------------
+
+    @property
+    def backend(self) -> Any:
+        """The :class:`~qubes.backends.Backend` domains run on, chosen on
+        first use."""
+        if self._backend is None:
+            self.use_backend()
+        return self._backend
+
+    def use_backend(
+        self, name: str | None = None, uri: str | None = None
+    ) -> None:
+        """Choose the backend (see :mod:`qubes.backends.choice`).
+
+        :param name: a backend name, as ``--backend`` gives it
+        :param uri: a libvirt URI, as ``--uri`` gives it
+        """
+        from qubes.backends.choice import choose
+
+        choice = choose(self, name, uri)
+        if self._backend is not None:
+            self._backend.close()
+        self._backend = choice.backend
+        self.backend_reason = choice.reason
+        self._subscription = None
+
+    def watch_engine_events(self) -> None:
+        """Notice domains that stop outside our control, from now on, on
+        the running asyncio loop (lifecycle actions call this)."""
+        loop = asyncio.get_running_loop()
+        if self._subscription is not None and self._subscribed_loop is loop:
+            return
+        if self._subscription is not None:
+            self._subscription.cancel()
+        self._subscription = self.backend.subscribe(self._on_engine_event)
+        self._subscribed_loop = loop
+
+    def _on_engine_event(self, uuid: str, event: Any) -> None:
+        vm = self.domains.get(uuid)
+        handler = getattr(vm, "on_engine_event", None)
+        if handler is None:
+            return
+        coroutine = handler(event)
+        if coroutine is not None:
+            task = asyncio.ensure_future(coroutine)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     # -- loading and saving ------------------------------------------------
 

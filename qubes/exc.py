@@ -39,6 +39,7 @@ __all__ = [
     "QubesVMNotHaltedError",
     "QubesVMNotPausedError",
     "QubesVMAlreadyRunningError",
+    "QubesVMShutdownTimeoutError",
     "QubesBackendError",
     "QubesBackendNotFoundError",
     "QubesNoSuchDomainError",
@@ -227,6 +228,10 @@ class QubesVMNotPausedError(QubesVMNotStartedError):
 
 class QubesVMAlreadyRunningError(QubesVMNotHaltedError):
     """The domain is already running."""
+
+
+class QubesVMShutdownTimeoutError(QubesVMError):
+    """The domain did not shut down in the time it was given."""
 
 
 class QubesBackendError(QubesException):

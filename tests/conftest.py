@@ -17,6 +17,20 @@ from qubes.vm.appvm import AppVM
 SAMPLE = pathlib.Path(__file__).parent / "data" / "qubes-example.xml"
 
 
+@pytest.fixture(autouse=True)
+def simulated_host(tmp_path, monkeypatch):
+    """Every test runs its domains on a simulated host of its own.
+
+    Whatever daemon the machine runs, a test that does not choose a
+    backend gets libvirt's test driver with its state in ``tmp_path``,
+    through the environment variable a user would set.
+    """
+    node = tmp_path / "libvirt-node.xml"
+    monkeypatch.setenv("QUBES_LIBVIRT_URI", f"test://{node}")
+    monkeypatch.delenv("QUBES_BACKEND", raising=False)
+    return node
+
+
 @pytest.fixture
 def sample_bytes():
     """The sample store, as it is in the repository."""

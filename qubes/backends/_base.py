@@ -12,6 +12,7 @@ does nothing here; the simulated host uses it to keep its state file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import uuid as uuid_module
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -28,6 +29,7 @@ from qubes.backends import (
 )
 from qubes.backends._libvirt import Connection
 from qubes.backends._xml import XMLCache
+from qubes.backends.simulated import NodeFile
 from qubes.backends.spec import DomainSpec, domain_spec
 from qubes.qdb import LocalQubesDB
 
@@ -51,16 +53,28 @@ class LibvirtBackend:
 
     :param uri: the libvirt URI; by default :attr:`default_uri`
     :param connection: a connection to use instead of opening *uri*
+    :param state_file: run as a simulated host whose state is kept in
+        this node file (the URI is then the file's)
     """
 
     name: ClassVar[str] = ""
     default_uri: ClassVar[str] = ""
 
     def __init__(
-        self, uri: str | None = None, *, connection: Connection | None = None
+        self,
+        uri: str | None = None,
+        *,
+        connection: Connection | None = None,
+        state_file: NodeFile | None = None,
     ) -> None:
+        if state_file is not None:
+            uri = state_file.uri
         self.uri = uri or (connection.uri if connection else self.default_uri)
-        self.connection = connection or Connection(self.uri)
+        self.state_file = state_file
+        self.connection = connection or Connection(
+            self.uri,
+            before_open=state_file.before_open if state_file else None,
+        )
         self._xml_cache = XMLCache()
         self._qubesdbs: dict[str, LocalQubesDB] = {}
 
@@ -70,9 +84,18 @@ class LibvirtBackend:
     # -- what a driver provides --------------------------------------------
 
     @property
-    def capabilities(self) -> Capabilities:
-        """What this backend can do on its engine."""
+    def engine_capabilities(self) -> Capabilities:
+        """What the engine can do (each driver says)."""
         raise NotImplementedError
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can do: the engine's capabilities, marked
+        simulated on a simulated host."""
+        caps = self.engine_capabilities
+        if self.state_file is not None:
+            caps = dataclasses.replace(caps, simulated=True)
+        return caps
 
     def build_xml(self, spec: DomainSpec) -> str:
         """The domain XML of *spec*, in this backend's dialect."""
@@ -80,7 +103,16 @@ class LibvirtBackend:
 
     def describe(self) -> str:
         """One line: backend, URI and engine, for the tools."""
-        return f"backend {self.name}, URI {self.uri}"
+        text = f"backend {self.name} ({self.engine_name}), URI {self.uri}"
+        if self.state_file is not None:
+            text += (
+                " - simulated host: libvirt's test driver, state kept in "
+                + self.state_file.path
+            )
+        return text
+
+    #: the engine, in a few words, for :meth:`describe`
+    engine_name = "libvirt"
 
     # -- XML ----------------------------------------------------------------
 
@@ -122,8 +154,13 @@ class LibvirtBackend:
 
     @contextlib.contextmanager
     def mutation(self) -> Iterator[None]:
-        """Wraps every call that changes the engine's state."""
-        yield
+        """Wraps every call that changes the engine's state; on a
+        simulated host, keeps its state file."""
+        if self.state_file is None:
+            yield
+            return
+        with self.state_file.transaction(self.connection):
+            yield
 
     @staticmethod
     def _lookup(conn: libvirt.virConnect, vm: Any) -> libvirt.virDomain:
@@ -131,6 +168,12 @@ class LibvirtBackend:
 
     def libvirt_domain(self, vm: Any) -> libvirt.virDomain | None:
         """The ``libvirt.virDomain`` of *vm*, or None when undefined."""
+        state_file = self.state_file
+        if state_file and not self.connection.is_open:
+            # A simulated host that never ran anything has no file yet;
+            # reading states does not create one.
+            if not state_file.exists():
+                return None
         try:
             return self.connection.call(
                 "lookup", lambda c: self._lookup(c, vm), vm

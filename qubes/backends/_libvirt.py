@@ -131,10 +131,19 @@ class Connection:
     :param uri: the libvirt URI
     :param inline: call libvirt on the caller's thread even in
         coroutines; by default only for the in-process test driver
+    :param before_open: called before each open (the simulated host
+        makes its state file there)
     """
 
-    def __init__(self, uri: str, *, inline: bool | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        *,
+        inline: bool | None = None,
+        before_open: Callable[[], None] | None = None,
+    ) -> None:
         self.uri = uri
+        self.before_open = before_open
         self.inline = uri.startswith("test:") if inline is None else inline
         self._conn: libvirt.virConnect | None = None
         self._callback_id: int | None = None
@@ -156,6 +165,8 @@ class Connection:
             if self._conn is not None:
                 return self._conn
             _EventThread.ensure()
+            if self.before_open is not None:
+                self.before_open()
             log.debug("opening %s", self.uri)
             try:
                 conn = libvirt.open(self.uri)
@@ -256,14 +267,14 @@ class Connection:
 
     def subscribe(self, callback: EventCallback) -> _Subscription:
         """Deliver lifecycle events to *callback*, on the asyncio loop
-        running now (or in the event thread when none runs)."""
+        running now (or in the event thread when none runs), from the
+        moment the connection is open."""
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
         subscriber = _Subscription(self, callback, loop)
         self._subscribers.append(subscriber)
-        self._open()
         return subscriber
 
     def _unsubscribe(self, subscriber: _Subscription) -> None:

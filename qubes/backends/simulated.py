@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import libvirt
 import lxml.etree
@@ -67,6 +68,8 @@ class NodeFile:
     def __init__(self, path: str) -> None:
         self.store = StoreFile(path)
         self._loaded: FileStamp | None = None
+        self._thread_lock = threading.RLock()
+        self._depth = 0
 
     @property
     def path(self) -> str:
@@ -82,12 +85,30 @@ class NodeFile:
         """Whether the file exists (a host that never ran anything)."""
         return os.path.exists(self.path)
 
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        # flock() is per open file: taking it twice in one process would
+        # wait for ever, so nested uses share the outer one.
+        with self._thread_lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            with self.store.lock():
+                self._depth = 1
+                try:
+                    yield
+                finally:
+                    self._depth = 0
+
     def before_open(self) -> None:
         """Create the file if missing; remember the version opened."""
-        with self.store.lock():
+        with self._lock():
             if not self.exists():
-                self.store.mark_new()
-                self._write_unlocked(_empty_node())
+                self._write(_empty_node())
             self._loaded = _stamp(self.path)
 
     @contextlib.contextmanager
@@ -98,20 +119,23 @@ class NodeFile:
         it, the connection is reopened first, so it acts on the newest
         state.
         """
-        with self.store.lock():
-            if self._loaded != _stamp(self.path):
+        with self._lock():
+            if connection.is_open and self._loaded != _stamp(self.path):
                 connection.reset()
             conn = connection.call("open", lambda c: c)
-            self._loaded = _stamp(self.path)
             try:
                 yield
             finally:
-                self._write_unlocked(_node_of(conn))
+                self._write(_node_of(conn))
 
-    def _write_unlocked(self, node: lxml.etree._Element) -> None:
+    def _write(self, node: lxml.etree._Element) -> None:
         data = lxml.etree.tostring(node, pretty_print=True)
+
+        def writer(file: BinaryIO) -> None:
+            file.write(data)
+
         self.store.stamp = _stamp(self.path)
-        self.store.write_locked(lambda file: file.write(data))
+        self.store.write_locked(writer)
         self._loaded = self.store.stamp
 
 

@@ -9,6 +9,7 @@ of the package: a :mod:`qubes.exc` error exits 1, bad usage exits 2.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,13 +30,35 @@ class QubesArgumentParser(argparse.ArgumentParser):
             help="the qubes.xml store (default: $QUBES_XML_PATH, "
             "/var/lib/qubes/qubes.xml for root, else a per-user file)",
         )
+        self.add_argument(
+            "--backend",
+            metavar="NAME",
+            help="xen, kvm or lxc (default: $QUBES_BACKEND, the store's "
+            "vmm_backend, else auto-detected)",
+        )
+        self.add_argument(
+            "--verbose",
+            "-v",
+            action="count",
+            default=0,
+            help="say more: -v what changes state, -vv each libvirt call",
+        )
+        self.add_argument(
+            "--uri",
+            metavar="URI",
+            help="libvirt URI (default: $QUBES_LIBVIRT_URI, the store's "
+            "vmm_uri, else the backend's own)",
+        )
 
 
 def load_app(args: argparse.Namespace) -> Any:
-    """Load the store the options name."""
+    """Load the store the options name, with the backend they name."""
     import qubes
 
-    return qubes.Qubes(args.qubesxml)
+    app = qubes.Qubes(args.qubesxml)
+    if getattr(args, "backend", None) or getattr(args, "uri", None):
+        app.use_backend(args.backend, args.uri)
+    return app
 
 
 def run(
@@ -48,6 +71,7 @@ def run(
     :returns: the exit status
     """
     args = parser.parse_args(argv)
+    _set_up_logging(getattr(args, "verbose", 0))
     try:
         return body(args) or 0
     except exc.QubesException as err:
@@ -58,6 +82,18 @@ def run(
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _set_up_logging(verbose: int) -> None:
+    # Errors reach the user once, as the tool's one-line message; the
+    # log says more only when asked.
+    level = {0: logging.ERROR + 10, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level)
 
 
 def display(value: Any) -> str:

@@ -111,6 +111,11 @@ def get_parser() -> QubesArgumentParser:
         parser.add_argument(
             f"--{state}", action="store_true", help=f"only {state} domains"
         )
+    parser.add_argument(
+        "--backend-info",
+        action="store_true",
+        help="say which backend and URI are used, and why",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
         "--raw-list", action="store_true", help="only the names, one per line"
@@ -170,6 +175,10 @@ def _print_table(rows: list[list[str]], raw: bool) -> None:
 
 def _body(args: argparse.Namespace) -> int:
     app = load_app(args)
+    if args.backend_info:
+        print(app.backend.describe())
+        print(app.backend_reason)
+        return 0
     vms = _select(app, args)
     if args.raw_list:
         for vm in vms:

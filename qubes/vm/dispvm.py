@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from qubes import exc
+from qubes.events import handler
 from qubes.properties import Property, VMProperty
 from qubes.vm import volumes
 from qubes.vm.appvm import AppVM
@@ -74,6 +75,15 @@ class DispVM(NetVMMixin, QubesVM):
     def ip_number(self) -> int:
         """DispVM addresses come from the dispid."""
         return int(self.dispid)
+
+    @handler("domain-shutdown")
+    async def _clean_up(self, event: str, **kwargs: Any) -> None:
+        # A disposable domain is thrown away once it stops.
+        if not self.auto_cleanup or self not in self.app.domains:
+            return
+        self.log.info("removing: auto_cleanup is set")
+        del self.app.domains[self]
+        self.app.save()
 
     def default_volume_config(self) -> dict[str, dict[str, str]]:
         """Root and private from the disposable template's, a volatile."""

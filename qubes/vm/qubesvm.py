@@ -10,6 +10,7 @@ only a domain without a template falls back to the global default.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any
 from qubes import exc
 from qubes.properties import Property, VMProperty
 from qubes.vm import BaseVM
+from qubes.vm.qubesdb import qubesdb_entries
 
 __all__ = ["QubesVM", "VIRT_MODES", "template_first"]
 
@@ -228,14 +230,24 @@ class QubesVM(BaseVM):
         doc="Domain that plays this domain's sound.",
     )
 
+    # -- state ----------------------------------------------------------
+    #
+    # Nothing here talks to a hypervisor directly: every action goes to
+    # the store's backend (qubes.backends.Backend).
+
+    #: true from the engine's start until domain-start has fired
+    _starting = False
+    #: whether this run's stop was handled; None: not known (a domain
+    #: found running when the store was loaded)
+    _stop_handled: bool | None = None
+    _startup_lock: asyncio.Lock | None = None
+
     def get_power_state(self) -> str:
         """Halted, Transient, Running, Paused, Halting, Dying, Crashed or
-        Suspended. A store opened without a backend runs nothing: every
-        domain is Halted."""
-        backend = self.app.backend
-        if backend is None:
-            return "Halted"
-        return str(backend.get_power_state(self))
+        Suspended; Transient while a start is under way."""
+        if self._starting:
+            return "Transient"
+        return str(self.app.backend.get_power_state(self))
 
     def is_running(self) -> bool:
         """Whether the domain is started (running, paused, halting...)."""
@@ -244,6 +256,241 @@ class QubesVM(BaseVM):
     def is_halted(self) -> bool:
         """Whether the domain is halted."""
         return self.get_power_state() == "Halted"
+
+    def is_paused(self) -> bool:
+        """Whether the domain is paused."""
+        return self.get_power_state() == "Paused"
+
+    @property
+    def libvirt_domain(self) -> Any:
+        """The engine's domain object, or None when it is not defined."""
+        return self.app.backend.libvirt_domain(self)
+
+    @property
+    def xid(self) -> int:
+        """The engine's runtime id (Xen's domid); -1 when not running."""
+        runtime_id = self.app.backend.get_runtime_id(self)
+        return -1 if runtime_id is None else int(runtime_id)
+
+    def create_config_file(self) -> str:
+        """The libvirt domain XML the backend would define at start."""
+        return str(self.app.backend.create_config(self))
+
+    @property
+    def startup_lock(self) -> asyncio.Lock:
+        """Held while the domain starts."""
+        if self._startup_lock is None:
+            self._startup_lock = asyncio.Lock()
+        return self._startup_lock
+
+    # -- start ------------------------------------------------------------
+
+    async def start(self) -> QubesVM:
+        """Start the domain, its netvm chain first.
+
+        Fires ``domain-pre-start`` (a handler may veto), then
+        ``domain-spawn`` once the engine runs it and ``domain-start``
+        once its QubesDB is filled; or ``domain-start-failed``. A failed
+        start leaves nothing behind: no definition in the engine.
+
+        :raises QubesVMAlreadyRunningError: it is not halted
+        """
+        async with self.startup_lock:
+            if not self.is_halted():
+                raise exc.QubesVMAlreadyRunningError(self, "is already running")
+            await self._start_halted()
+        return self
+
+    async def start_if_halted(self) -> None:
+        """Start the domain unless it is started already."""
+        async with self.startup_lock:
+            if self.is_halted():
+                await self._start_halted()
+
+    async def _start_halted(self) -> None:
+        self.app.watch_engine_events()
+        netvm = getattr(self, "netvm", None)
+        if netvm is not None:
+            await netvm.start_if_halted()
+        await self.fire_event_async("domain-pre-start", pre_event=True)
+        self.log.info("starting")
+        self._starting = True
+        try:
+            self._verify_volumes()
+            await self.app.backend.start(self)
+            self._stop_handled = False
+            await self.fire_event_async("domain-spawn")
+            self._fill_qubesdb()
+            self._starting = False
+            await self.fire_event_async("domain-start")
+        except BaseException as err:
+            self._starting = False
+            await self._undo_start()
+            if isinstance(err, exc.QubesException):
+                err.locate(domain=self.name)
+            self.log.info("start failed: %s", err)
+            await self.fire_event_async("domain-start-failed", reason=str(err))
+            raise
+        self.log.info("started")
+
+    def _verify_volumes(self) -> None:
+        # A simulated host has no disks to check.
+        if self.app.backend.capabilities.simulated:
+            return
+        for volume in self.volumes.values():
+            volume.verify()
+
+    async def _undo_start(self) -> None:
+        backend = self.app.backend
+        try:
+            if backend.get_power_state(self) != "Halted":
+                await backend.kill(self)
+        except exc.QubesVMNotStartedError:
+            pass
+        finally:
+            await backend.undefine(self)
+            backend.forget(self)
+            self._stop_handled = True
+
+    def _fill_qubesdb(self) -> None:
+        qdb = self.qdb
+        if qdb is None:
+            return
+        for path, value in qubesdb_entries(self).items():
+            qdb.write(path, value)
+        self.start_qdb_watch()
+        self.fire_event("domain-qdb-create")
+
+    # -- stop, pause --------------------------------------------------------
+
+    async def kill(self) -> QubesVM:
+        """Stop the domain at once; fires ``domain-stopped`` then
+        ``domain-shutdown``.
+
+        :raises QubesVMNotStartedError: it is halted
+        """
+        if self.is_halted():
+            raise exc.QubesVMNotStartedError(self, "is not running")
+        self.app.watch_engine_events()
+        await self.app.backend.kill(self)
+        await self._handle_stop()
+        return self
+
+    async def shutdown(
+        self, force: bool = False, wait: bool = False, timeout: float = 0
+    ) -> QubesVM:
+        """Ask the guest to shut down.
+
+        Fires ``domain-pre-shutdown`` (a handler may veto: a netvm whose
+        connected domains run refuses unless *force*).
+
+        :param wait: return only once it is halted
+        :param timeout: seconds to wait; 0 means ``shutdown_timeout``
+        :raises QubesVMNotStartedError: it is halted
+        :raises QubesVMShutdownTimeoutError: it did not halt in time
+        """
+        if self.is_halted():
+            raise exc.QubesVMNotStartedError(self, "is not running")
+        self.app.watch_engine_events()
+        await self.fire_event_async(
+            "domain-pre-shutdown", pre_event=True, force=force
+        )
+        await self.app.backend.shutdown(self)
+        if wait:
+            await self._wait_halted(timeout or self.shutdown_timeout)
+        return self
+
+    async def _wait_halted(self, timeout: float) -> None:
+        # Engine events are the fast path; polling catches an engine
+        # whose event was lost.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.is_halted():
+            if loop.time() >= deadline:
+                raise exc.QubesVMShutdownTimeoutError(
+                    self, f"did not shut down within {timeout:g} s"
+                )
+            await asyncio.sleep(0.05)
+        await self._handle_stop()
+
+    async def pause(self) -> QubesVM:
+        """Freeze the domain; fires ``domain-paused``.
+
+        :raises QubesVMNotRunningError: it is not running
+        """
+        if self.get_power_state() != "Running":
+            raise exc.QubesVMNotRunningError(self, "is not running")
+        await self.app.backend.pause(self)
+        await self.fire_event_async("domain-paused")
+        return self
+
+    async def unpause(self) -> QubesVM:
+        """Let a paused domain run; fires ``domain-unpaused``.
+
+        :raises QubesVMNotPausedError: it is not paused
+        """
+        if self.get_power_state() != "Paused":
+            raise exc.QubesVMNotPausedError(self, "is not paused")
+        await self.app.backend.unpause(self)
+        await self.fire_event_async("domain-unpaused")
+        return self
+
+    def on_engine_event(self, event: str) -> Any:
+        """The coroutine to run for an engine event, or None.
+
+        A domain that stopped on its own (powered off, crashed, killed
+        from outside) is noticed here.
+        """
+        if event in ("stopped", "crashed") and self._stop_handled is not True:
+            return self._handle_stop_if_halted()
+        return None
+
+    async def _handle_stop_if_halted(self) -> None:
+        if self.is_halted():
+            await self._handle_stop()
+
+    async def _handle_stop(self) -> None:
+        """Fire ``domain-stopped``, release what the run held, fire
+        ``domain-shutdown``; once per run."""
+        if self._stop_handled is True:
+            return
+        self._stop_handled = True
+        self.log.info("stopped")
+        await self.fire_event_async("domain-stopped")
+        self.app.backend.forget(self)
+        await self.fire_event_async("domain-shutdown")
+
+    # -- QubesDB ------------------------------------------------------------
+
+    @property
+    def qdb(self) -> Any:
+        """The running domain's QubesDB (:mod:`qubes.qdb`), or None."""
+        return self.app.backend.qubesdb(self)
+
+    def watch_qdb_path(self, path: str) -> None:
+        """Fire ``domain-qdb-change:PATH`` when *path* (or, ending in
+        ``/``, anything below it) changes in the domain's QubesDB."""
+        watched = self.__dict__.setdefault("_qdb_watched", [])
+        if path not in watched:
+            watched.append(path)
+            qdb = self.qdb
+            if qdb is not None:
+                qdb.watch(path, self._qdb_changed(path))
+
+    def start_qdb_watch(self) -> None:
+        """Watch every path given to :meth:`watch_qdb_path` in the
+        QubesDB of this run."""
+        qdb = self.qdb
+        if qdb is None:
+            return
+        for path in self.__dict__.get("_qdb_watched", ()):
+            qdb.watch(path, self._qdb_changed(path))
+
+    def _qdb_changed(self, watched: str) -> Callable[[str], None]:
+        def changed(path: str) -> None:
+            self.fire_event("domain-qdb-change:" + watched, path=path)
+
+        return changed
 
     @property
     def updateable(self) -> bool:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import lxml.etree
 
 from qubes import exc
 from qubes.backends import Capabilities
 from qubes.backends._base import LibvirtBackend
-from qubes.backends._libvirt import Connection
 from qubes.backends.kvm import _xml
 from qubes.backends.spec import DomainSpec
 
@@ -43,12 +43,12 @@ class KVMBackend(LibvirtBackend):
         self,
         uri: str | None = None,
         *,
-        connection: Connection | None = None,
         domain_type: str | None = None,
         uplink: str = "default",
         log_dir: str | None = "/var/log/qubes",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(uri, connection=connection)
+        super().__init__(uri, **kwargs)
         if domain_type is not None and domain_type not in DOMAIN_TYPES:
             raise exc.QubesValueError(
                 f"domain_type {domain_type!r} is not kvm or qemu"
@@ -69,7 +69,7 @@ class KVMBackend(LibvirtBackend):
         return self._domain_type
 
     @property
-    def capabilities(self) -> Capabilities:
+    def engine_capabilities(self) -> Capabilities:
         """HVM and PVH (direct kernel boot), memory hotplug, PCI."""
         return Capabilities(
             domain_type=self.domain_type,
@@ -86,6 +86,7 @@ class KVMBackend(LibvirtBackend):
             log_file = os.path.join(self.log_dir, f"guest-{spec.name}.log")
         return _xml.build(spec, self.domain_type, self.uplink, log_file)
 
-    def describe(self) -> str:
-        """One line for the tools."""
-        return f"backend kvm (QEMU, type {self.domain_type}), URI {self.uri}"
+    @property
+    def engine_name(self) -> str:  # type: ignore[override]
+        """QEMU, and whether accelerated."""
+        return f"QEMU, domain type {self.domain_type}"

@@ -16,6 +16,7 @@ class LXCBackend(LibvirtBackend):
 
     name = "lxc"
     default_uri = "lxc:///system"
+    engine_name = "libvirt LXC"
 
     _CAPABILITIES = Capabilities(
         domain_type="lxc",
@@ -26,14 +27,10 @@ class LXCBackend(LibvirtBackend):
     )
 
     @property
-    def capabilities(self) -> Capabilities:
+    def engine_capabilities(self) -> Capabilities:
         """Containers: pv and pvh domains; no hotplug, no PCI."""
         return self._CAPABILITIES
 
     def build_xml(self, spec: DomainSpec) -> str:
         """The LXC domain XML of *spec*."""
         return _xml.build(spec)
-
-    def describe(self) -> str:
-        """One line for the tools."""
-        return f"backend lxc (libvirt LXC), URI {self.uri}"

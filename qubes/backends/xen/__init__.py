@@ -16,6 +16,7 @@ class XenBackend(LibvirtBackend):
 
     name = "xen"
     default_uri = "xen:///system"
+    engine_name = "libxl"
 
     _CAPABILITIES = Capabilities(
         domain_type="xen",
@@ -26,14 +27,10 @@ class XenBackend(LibvirtBackend):
     )
 
     @property
-    def capabilities(self) -> Capabilities:
+    def engine_capabilities(self) -> Capabilities:
         """PV, PVH and HVM; memory hotplug for PVH; PCI passthrough."""
         return self._CAPABILITIES
 
     def build_xml(self, spec: DomainSpec) -> str:
         """The Xen domain XML of *spec*."""
         return _xml.build(spec)
-
-    def describe(self) -> str:
-        """One line for the tools."""
-        return f"backend xen (libxl), URI {self.uri}"

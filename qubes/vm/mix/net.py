@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from qubes import exc
+from qubes.events import handler
 from qubes.properties import Property, VMProperty
 
 __all__ = ["NetVMMixin", "netvm_chain", "setter_netvm"]
@@ -190,6 +191,22 @@ class NetVMMixin:
     def dns(self) -> tuple[str, str] | None:
         """The virtual DNS servers, when networked."""
         return DNS_SERVERS if self.is_networked() else None
+
+    @handler("domain-pre-shutdown")
+    def _keep_clients_connected(
+        self, event: str, force: bool = False, **kwargs: Any
+    ) -> None:
+        # Shutting down a netvm under running clients cuts them off.
+        if force:
+            return
+        running = [vm.name for vm in self.connected_vms if vm.is_running()]
+        if running:
+            raise exc.QubesVMError(
+                self,
+                "is the netvm of running domains: "
+                + ", ".join(sorted(running))
+                + "; stop them first, or force the shutdown",
+            )
 
     @property
     def connected_vms(self) -> list[Any]:

@@ -1,0 +1,105 @@
+"""qvm-start, qvm-shutdown, qvm-kill, qvm-pause, qvm-unpause.
+
+Each acts on the domains it is given, in order, and stops at the first
+error. ``qvm-start --dry-run`` prints the libvirt XML that would be
+defined instead of starting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from qubes.tools import QubesArgumentParser, load_app, run
+
+__all__ = ["start", "shutdown", "kill", "pause", "unpause"]
+
+
+def _parser(prog: str, description: str) -> QubesArgumentParser:
+    parser = QubesArgumentParser(prog=prog, description=description)
+    parser.add_argument("domains", nargs="+", metavar="VMNAME")
+    return parser
+
+
+def _run_each(args: argparse.Namespace, action: str, **kwargs: Any) -> int:
+    app = load_app(args)
+    vms = [app.domains[name] for name in args.domains]
+
+    async def act() -> None:
+        for vm in vms:
+            await getattr(vm, action)(**kwargs)
+
+    asyncio.run(act())
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    if not args.dry_run:
+        return _run_each(args, "start")
+    app = load_app(args)
+    print(f"<!-- {app.backend.describe()} -->")
+    for name in args.domains:
+        print(app.domains[name].create_config_file())
+    return 0
+
+
+def start(argv: Sequence[str] | None = None) -> int:
+    """qvm-start: start domains, each after its netvm chain."""
+    parser = _parser("qvm-start", "Start domains (their netvm first).")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the domain XML instead of starting",
+    )
+    return run(parser, _start, argv)
+
+
+def shutdown(argv: Sequence[str] | None = None) -> int:
+    """qvm-shutdown: ask domains to shut down."""
+    parser = _parser("qvm-shutdown", "Shut domains down.")
+    parser.add_argument(
+        "--wait", action="store_true", help="return once every domain is halted"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=0,
+        metavar="SEC",
+        help="seconds to wait (default: shutdown_timeout)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="shut a netvm down even under running clients",
+    )
+    return run(
+        parser,
+        lambda args: _run_each(
+            args,
+            "shutdown",
+            force=args.force,
+            wait=args.wait,
+            timeout=args.timeout,
+        ),
+        argv,
+    )
+
+
+def kill(argv: Sequence[str] | None = None) -> int:
+    """qvm-kill: stop domains at once."""
+    parser = _parser("qvm-kill", "Stop domains at once.")
+    return run(parser, lambda args: _run_each(args, "kill"), argv)
+
+
+def pause(argv: Sequence[str] | None = None) -> int:
+    """qvm-pause: freeze domains."""
+    parser = _parser("qvm-pause", "Pause domains.")
+    return run(parser, lambda args: _run_each(args, "pause"), argv)
+
+
+def unpause(argv: Sequence[str] | None = None) -> int:
+    """qvm-unpause: let paused domains run."""
+    parser = _parser("qvm-unpause", "Unpause domains.")
+    return run(parser, lambda args: _run_each(args, "unpause"), argv)
