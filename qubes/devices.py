@@ -26,7 +26,7 @@ from typing import Any
 
 import lxml.etree
 
-from qubes import exc
+from qubes import exc, generation
 
 __all__ = ["DeviceAssignment", "DeviceCollection", "DeviceManager"]
 
@@ -145,6 +145,7 @@ class DeviceCollection:
             "device-pre-assign:" + event, pre_event=True, device=assignment
         )
         self._assigned[assignment.key] = assignment
+        generation.bump()
         self.subject.fire_event("device-assign:" + event, device=assignment)
 
     def unassign(self, backend_name: str, ident: str) -> DeviceAssignment:
@@ -153,6 +154,7 @@ class DeviceCollection:
         :raises QubesDeviceError: no such assignment
         """
         assignment = self._assigned.pop((backend_name, ident), None)
+        generation.bump()
         if assignment is None:
             raise exc.QubesDeviceError(
                 f"{self.devclass} device {ident!r} of {backend_name!r} "

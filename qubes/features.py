@@ -13,7 +13,7 @@ from typing import Any
 
 import lxml.etree
 
-from qubes import exc
+from qubes import exc, generation
 
 __all__ = ["Features"]
 
@@ -74,6 +74,7 @@ class Features(MutableMapping[str, str]):
             oldvalue=old,
         )
         self._data[key] = value
+        generation.bump()
         self.subject.fire_event(
             "domain-feature-set:" + key,
             feature=key,
@@ -87,6 +88,7 @@ class Features(MutableMapping[str, str]):
                 f"feature {key!r} is not set", domain=_name(self.subject)
             )
         del self._data[key]
+        generation.bump()
         self.subject.fire_event("domain-feature-delete:" + key, feature=key)
 
     def __iter__(self) -> Iterator[str]:

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import lxml.etree
 
-from qubes import exc
+from qubes import exc, generation
 from qubes.events import Emitter
 
 __all__ = [
@@ -224,6 +224,7 @@ class Property:
 
     def _store(self, holder: Any, value: Any) -> None:
         self._check_writable(holder)
+        generation.bump()
         name = self.__name__
         values = holder._property_values
         if not holder.events_enabled:
@@ -244,6 +245,7 @@ class Property:
 
     def __delete__(self, holder: Any) -> None:
         self._check_writable(holder)
+        generation.bump()
         name = self.__name__
         values = holder._property_values
         if not holder.events_enabled:

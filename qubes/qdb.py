@@ -34,6 +34,9 @@ class QubesDB(Protocol):
     def write(self, path: str, value: bytes | str) -> None:
         """Set *path* to *value*."""
 
+    def write_many(self, entries: dict[str, str]) -> None:
+        """Set several paths at once."""
+
     def rm(self, path: str) -> None:
         """Remove *path*, or everything below it if it ends in ``/``."""
 
@@ -88,6 +91,11 @@ class LocalQubesDB:
             value = value.encode()
         self._data[path] = bytes(value)
         self._notify(path)
+
+    def write_many(self, entries: dict[str, str]) -> None:
+        """Set several paths at once (a domain's entries at start)."""
+        for path, value in entries.items():
+            self.write(path, value)
 
     def rm(self, path: str) -> None:
         """Remove *path*, or everything below it if it ends in ``/``."""

@@ -1,4 +1,5 @@
-"""Fixtures shared by the suite: a fresh copy of the sample store.
+"""Fixtures shared by the suite: a fresh copy of the sample store, a
+simulated host per test, and libvirt's schema checking every domain XML.
 
 ``tests/data/qubes-example.xml`` was written by the Qubes OS reference
 implementation. It is read-only in the repository; every test works on
@@ -7,10 +8,12 @@ its own writable copy in ``tmp_path``.
 
 import pathlib
 
+import lxml.etree
 import pytest
 
 import qubes
 import qubes.app
+from qubes.backends._base import LibvirtBackend
 from qubes.events import handler
 from qubes.vm.appvm import AppVM
 
@@ -90,3 +93,80 @@ def recording_appvm(install_appvm_class):
 
     install_appvm_class(RecordingAppVM)
     return RecordingAppVM
+
+
+# -- libvirt's schema, checked on every domain XML the suite produces -----
+
+DOMAIN_RNG = pathlib.Path("/usr/share/libvirt/schemas/domain.rng")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--regen-golden",
+        action="store_true",
+        default=False,
+        help="rewrite tests/golden/ from the builders instead of comparing",
+    )
+
+
+@pytest.fixture
+def regen_golden(request):
+    """Whether this run rewrites the golden XML files on purpose."""
+    return request.config.getoption("--regen-golden")
+
+
+@pytest.fixture(scope="session")
+def _domain_schema_or_none():
+    # Compiled once: about 20 ms. None when libvirt's schemas are not
+    # installed; the fixtures below decide what that means.
+    if not DOMAIN_RNG.is_file():
+        return None
+    return lxml.etree.RelaxNG(lxml.etree.parse(str(DOMAIN_RNG)))
+
+
+@pytest.fixture
+def domain_schema(_domain_schema_or_none):
+    """libvirt's RelaxNG schema of domain XML, compiled."""
+    if _domain_schema_or_none is None:
+        pytest.skip(f"libvirt's domain schema is not installed: {DOMAIN_RNG}")
+    return _domain_schema_or_none
+
+
+def _check_against(schema, xml):
+    try:
+        document = lxml.etree.fromstring(xml.encode())
+    except lxml.etree.XMLSyntaxError as err:
+        pytest.fail(f"domain XML is not well-formed: {err}\n{xml}")
+    if not schema.validate(document):
+        pytest.fail(
+            "domain XML does not follow libvirt's domain.rng:\n"
+            f"{schema.error_log}\n{xml}"
+        )
+
+
+@pytest.fixture
+def validate_domain_xml(domain_schema):
+    """A function that fails the test unless its XML text follows
+    libvirt's domain schema; for XML built with the builders directly."""
+
+    def validate(xml: str) -> None:
+        _check_against(domain_schema, xml)
+
+    return validate
+
+
+@pytest.fixture(autouse=True)
+def _validate_every_create_config(monkeypatch, _domain_schema_or_none):
+    """Every XML that a backend's ``create_config`` returns, in any test,
+    is checked against libvirt's schema (when it is installed)."""
+    schema = _domain_schema_or_none
+    if schema is None:
+        return
+    original = LibvirtBackend.create_config
+
+    def create_config(self, vm):
+        xml = original(self, vm)
+        _check_against(schema, xml)
+        return xml
+
+    monkeypatch.setattr(LibvirtBackend, "create_config", create_config)

@@ -77,6 +77,9 @@ class LibvirtBackend:
         )
         self._xml_cache = XMLCache()
         self._qubesdbs: dict[str, LocalQubesDB] = {}
+        #: domain handles by UUID, so that a state costs one call; each
+        #: with the connection it belongs to
+        self._handles: dict[str, tuple[Any, libvirt.virDomain]] = {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.uri}>"
@@ -91,11 +94,16 @@ class LibvirtBackend:
     @property
     def capabilities(self) -> Capabilities:
         """What this backend can do: the engine's capabilities, marked
-        simulated on a simulated host."""
-        caps = self.engine_capabilities
-        if self.state_file is not None:
-            caps = dataclasses.replace(caps, simulated=True)
+        simulated on a simulated host; read once."""
+        caps = self._capabilities
+        if caps is None:
+            caps = self.engine_capabilities
+            if self.state_file is not None:
+                caps = dataclasses.replace(caps, simulated=True)
+            self._capabilities = caps
         return caps
+
+    _capabilities: Capabilities | None = None
 
     def build_xml(self, spec: DomainSpec) -> str:
         """The domain XML of *spec*, in this backend's dialect."""
@@ -142,6 +150,9 @@ class LibvirtBackend:
 
         The XML of an unchanged domain is built once and reused.
         """
+        xml = self._xml_cache.get_unchanged(str(vm.uuid))
+        if xml is not None:
+            return xml
         spec = domain_spec(vm)
         xml = self._xml_cache.get(spec)
         if xml is None:
@@ -190,11 +201,31 @@ class LibvirtBackend:
 
     def get_power_state(self, vm: Any) -> PowerState:
         """*vm*'s power state; Halted when the engine does not know it."""
-        dom = self.libvirt_domain(vm)
-        if dom is None:
-            return PowerState.HALTED
-        state = self.connection.call("state", lambda c: dom.state()[0], vm)
-        return POWER_STATES.get(state, PowerState.TRANSIENT)
+        key = str(vm.uuid)
+        for _ in range(2):
+            dom = self._handle(key) or self.libvirt_domain(vm)
+            if dom is None:
+                return PowerState.HALTED
+            try:
+                state = self.connection.call(
+                    "state", lambda c: dom.state()[0], vm
+                )
+            except exc.QubesNoSuchDomainError:
+                # The handle outlived its domain: look it up again.
+                self._handles.pop(key, None)
+                continue
+            self._keep_handle(key, dom)
+            return POWER_STATES.get(state, PowerState.TRANSIENT)
+        return PowerState.HALTED
+
+    def _handle(self, key: str) -> libvirt.virDomain | None:
+        entry = self._handles.get(key)
+        if entry is None or entry[0] is not self.connection.raw_or_none:
+            return None
+        return entry[1]
+
+    def _keep_handle(self, key: str, dom: libvirt.virDomain) -> None:
+        self._handles[key] = (self.connection.raw_or_none, dom)
 
     def get_runtime_id(self, vm: Any) -> int | None:
         """The engine's id of the running *vm*, or None."""
@@ -231,7 +262,7 @@ class LibvirtBackend:
         start leaves no definition behind."""
         xml = self.create_config(vm)
 
-        def define_and_create(conn: libvirt.virConnect) -> None:
+        def define_and_create(conn: libvirt.virConnect) -> libvirt.virDomain:
             dom = conn.defineXML(xml)
             try:
                 dom.create()
@@ -239,10 +270,14 @@ class LibvirtBackend:
                 with contextlib.suppress(libvirt.libvirtError):
                     _undefine(dom)
                 raise
+            return dom
 
+        key = str(vm.uuid)
+        self._handles.pop(key, None)
         with self.mutation():
-            await self.connection.run("create", define_and_create, vm)
-        self._qubesdbs[str(vm.uuid)] = LocalQubesDB(vm.name)
+            dom = await self.connection.run("create", define_and_create, vm)
+        self._keep_handle(key, dom)
+        self._qubesdbs[key] = LocalQubesDB(vm.name)
 
     async def _domain_call(self, op: str, vm: Any, method: str) -> None:
         def act(conn: libvirt.virConnect) -> None:
@@ -279,6 +314,7 @@ class LibvirtBackend:
         def act(conn: libvirt.virConnect) -> None:
             _undefine(self._lookup(conn, vm))
 
+        self._handles.pop(str(vm.uuid), None)
         try:
             with self.mutation():
                 await self.connection.run("undefine", act, vm)
@@ -297,6 +333,7 @@ class LibvirtBackend:
 
     def close(self) -> None:
         """Close the engine connection; it reopens on next use."""
+        self._handles.clear()
         self.connection.close()
 
 

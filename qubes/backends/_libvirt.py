@@ -160,6 +160,11 @@ class Connection:
         """Whether the connection is open now."""
         return self._conn is not None
 
+    @property
+    def raw_or_none(self) -> libvirt.virConnect | None:
+        """The open ``libvirt.virConnect``, or None; opens nothing."""
+        return self._conn
+
     def _open(self) -> libvirt.virConnect:
         with self._lock:
             if self._conn is not None:

@@ -9,11 +9,12 @@ written in libvirt's documented order: identity, memory, CPUs, ``os``,
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 import lxml.etree
 from lxml.etree import _Element as Element
 
-from qubes import exc
+from qubes import exc, generation
 from qubes.backends.spec import DomainSpec
 
 __all__ = [
@@ -113,26 +114,40 @@ def serialize(root: Element) -> str:
 
 
 class XMLCache:
-    """The last XML built for each domain, reused while its spec is equal.
+    """The last XML built for each domain, and when it can be reused.
+
+    An entry is reused as it is while the model has not changed at all
+    (:mod:`qubes.generation`); after a change, the domain's spec is read
+    again and the entry is reused if the spec is equal.
 
     :param size: how many domains to remember; the oldest go first
     """
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
-        self._entries: OrderedDict[str, tuple[DomainSpec, str]] = OrderedDict()
+        self._entries: OrderedDict[str, list[Any]] = OrderedDict()
+
+    def get_unchanged(self, uuid: str) -> str | None:
+        """The XML of *uuid* if nothing in the model changed since."""
+        entry = self._entries.get(uuid)
+        if entry is not None and entry[0] == generation.current():
+            xml: str = entry[2]
+            return xml
+        return None
 
     def get(self, spec: DomainSpec) -> str | None:
         """The XML built from an equal spec, or None."""
         entry = self._entries.get(spec.uuid)
-        if entry is not None and entry[0] == spec:
-            return entry[1]
+        if entry is not None and entry[1] == spec:
+            entry[0] = generation.current()
+            xml: str = entry[2]
+            return xml
         return None
 
     def put(self, spec: DomainSpec, xml: str) -> None:
         """Remember *xml* as built from *spec*."""
         entries = self._entries
-        entries[spec.uuid] = (spec, xml)
+        entries[spec.uuid] = [generation.current(), spec, xml]
         entries.move_to_end(spec.uuid)
         if len(entries) > self.size:
             entries.popitem(last=False)

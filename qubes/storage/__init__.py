@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qubes import exc, plugins
+from qubes import exc, generation, plugins
 from qubes.properties import parse_bool
 
 __all__ = ["Pool", "UnknownDriverPool", "Volume", "Storage", "make_pool"]
@@ -190,3 +190,4 @@ class Storage:
     def invalidate(self) -> None:
         """Forget the built volumes (after the configuration changed)."""
         self._volumes = None
+        generation.bump()

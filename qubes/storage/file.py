@@ -19,10 +19,14 @@ class FileVolume(Volume):
 
     pool: FilePool
 
+    def __init__(self, pool: Pool, config: dict[str, str]) -> None:
+        super().__init__(pool, config)
+        self._path = self.pool.image_path(self.vid)
+
     @property
     def path(self) -> str:
         """The image file of this volume."""
-        return self.pool.image_path(self.vid)
+        return self._path
 
     @property
     def source_path(self) -> str | None:

@@ -11,7 +11,7 @@ import base64
 import os
 from typing import Any
 
-__all__ = ["qubesdb_entries"]
+__all__ = ["qubesdb_entries", "random_seed"]
 
 _PERSISTENCE = {
     "AppVM": "rw-only",
@@ -38,8 +38,13 @@ def _network(vm: Any) -> dict[str, str]:
     return entries
 
 
+def random_seed() -> str:
+    """``/qubes-random-seed``: entropy for the guest, new at each start."""
+    return base64.b64encode(os.urandom(64)).decode()
+
+
 def qubesdb_entries(vm: Any) -> dict[str, str]:
-    """Path to value for *vm*'s QubesDB at start."""
+    """Path to value for *vm*'s QubesDB at start, but the random seed."""
     template = getattr(vm, "template", None)
     entries = {
         "/name": vm.name,
@@ -50,7 +55,6 @@ def qubesdb_entries(vm: Any) -> dict[str, str]:
         "/qubes-debug-mode": "1" if vm.debug else "0",
         "/default-user": vm.default_user,
         "/qubes-base-template": template.name if template else "",
-        "/qubes-random-seed": base64.b64encode(os.urandom(64)).decode(),
     }
     entries.update(_network(vm))
     for feature, value in vm.features.items():

@@ -16,10 +16,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from qubes import exc
+from qubes import exc, generation
 from qubes.properties import Property, VMProperty
 from qubes.vm import BaseVM
-from qubes.vm.qubesdb import qubesdb_entries
+from qubes.vm.qubesdb import qubesdb_entries, random_seed
 
 __all__ = ["QubesVM", "VIRT_MODES", "template_first"]
 
@@ -352,12 +352,21 @@ class QubesVM(BaseVM):
             backend.forget(self)
             self._stop_handled = True
 
+    #: (model generation, entries) of the last start
+    _qdb_entries: tuple[int, dict[str, str]] | None = None
+
     def _fill_qubesdb(self) -> None:
         qdb = self.qdb
         if qdb is None:
             return
-        for path, value in qubesdb_entries(self).items():
-            qdb.write(path, value)
+        # The entries follow from the model: reuse them while it has not
+        # changed. The random seed is fresh at every start.
+        cached = self._qdb_entries
+        if cached is None or cached[0] != generation.current():
+            cached = (generation.current(), qubesdb_entries(self))
+            self._qdb_entries = cached
+        qdb.write_many(cached[1])
+        qdb.write("/qubes-random-seed", random_seed())
         self.start_qdb_watch()
         self.fire_event("domain-qdb-create")
 

@@ -1,0 +1,143 @@
+"""The backends' own cost: building domain XML, and starting a domain.
+
+1. ``create_config`` for 1,000 AppVMs, per backend: the first call for
+   each domain (cold: everything is built) and a second call (warm: the
+   domain did not change, its XML is reused). Goal: at most 50 µs per
+   domain.
+2. Start to running through ``qubes`` (``await vm.start()``) against
+   bare libvirt-python on the same test-driver connection
+   (``defineXML`` + ``create`` of the same XML), measured side by side,
+   alternating, after a warm-up. Goal: ratio at most 1.10.
+
+    python bench/backend_perf.py [--domains 1000] [--starts 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, HERE)
+
+import qubes  # noqa: E402
+from qubes.backends import get_backend  # noqa: E402
+from qubes.backends.simulated import NodeFile  # noqa: E402
+from store_scale import SAMPLE, make_store  # noqa: E402
+
+CONFIG_GOAL_US = 50.0
+START_GOAL = 1.10
+
+
+def _store(tmp: str, count: int, backend: object) -> qubes.Qubes:
+    path = os.path.join(tmp, "qubes.xml")
+    make_store(SAMPLE, count, path)
+    app = qubes.Qubes(path, backend=backend)
+    kernels = os.path.join(tmp, "vm-kernels")
+    app.pools["linux-kernel"].config["dir_path"] = kernels
+    version = os.path.join(kernels, app.default_kernel)
+    os.makedirs(version)
+    for name in ("vmlinuz", "initramfs"):
+        open(os.path.join(version, name), "wb").close()
+    return app
+
+
+def _engine(tmp: str, name: str) -> object:
+    node = NodeFile(os.path.join(tmp, f"node-{name}.xml"))
+    node.before_open()
+    return get_backend(name, uri=node.uri)
+
+
+def bench_config(count: int) -> None:
+    print(
+        f"create_config, {count} AppVMs, µs per domain "
+        f"(goal {CONFIG_GOAL_US:g})"
+    )
+    print(f"{'backend':>8} {'cold':>8} {'ratio':>6} {'warm':>8} {'ratio':>6}")
+    for name in ("xen", "kvm", "lxc"):
+        with tempfile.TemporaryDirectory() as tmp:
+            backend = _engine(tmp, name)
+            app = _store(tmp, count, backend)
+            vms = [vm for vm in app.domains if vm.name.startswith("app-")]
+            figures = []
+            for _ in range(2):
+                gc.collect()
+                start = time.perf_counter()
+                for vm in vms:
+                    backend.create_config(vm)
+                figures.append((time.perf_counter() - start) / len(vms) * 1e6)
+            cold, warm = figures
+            print(
+                f"{name:>8} {cold:>8.1f} {cold / CONFIG_GOAL_US:>6.2f} "
+                f"{warm:>8.1f} {warm / CONFIG_GOAL_US:>6.2f}"
+            )
+            backend.close()
+
+
+async def _pairs(app: qubes.Qubes, starts: int) -> list[tuple[float, float]]:
+    backend = app.backend
+    conn = backend.connection.call("open", lambda c: c)
+    vm = app.domains["work"]
+    await app.domains["sys-net"].start()
+    xml = vm.create_config_file()
+    pairs = []
+    for number in range(starts):
+        t0 = time.perf_counter()
+        await vm.start()
+        t1 = time.perf_counter()
+        await vm.kill()
+        t2 = time.perf_counter()
+        dom = conn.defineXML(xml)
+        dom.create()
+        t3 = time.perf_counter()
+        dom.destroy()
+        await vm._handle_stop()
+        if number >= starts // 10:  # the first tenth warms up
+            pairs.append((t1 - t0, t3 - t2))
+    return pairs
+
+
+def bench_start(starts: int) -> None:
+    print(
+        f"\nstart to running, {starts} starts of 'work' per backend, "
+        "test driver, µs"
+    )
+    print(f"{'backend':>8} {'qubes':>8} {'bare':>8} {'ratio':>6} {'goal':>5}")
+    for name in ("xen", "kvm", "lxc"):
+        with tempfile.TemporaryDirectory() as tmp:
+            backend = _engine(tmp, name)
+            app = _store(tmp, 0, backend)
+            gc.collect()
+            gc.disable()
+            try:
+                pairs = asyncio.run(_pairs(app, starts))
+            finally:
+                gc.enable()
+            ours = statistics.median(p[0] for p in pairs) * 1e6
+            bare = statistics.median(p[1] for p in pairs) * 1e6
+            ratio = statistics.median(p[0] / p[1] for p in pairs)
+            print(
+                f"{name:>8} {ours:>8.0f} {bare:>8.0f} {ratio:>6.2f} "
+                f"{START_GOAL:>5.2f}"
+            )
+            backend.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--domains", type=int, default=1000)
+    parser.add_argument("--starts", type=int, default=400)
+    args = parser.parse_args()
+    bench_config(args.domains)
+    bench_start(args.starts)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""A counter of changes to the domain model, for caches derived from it.
+
+Every change made through the model's own interfaces — setting or
+resetting any property of any domain or of the store, changing a
+feature, assigning a device, resetting a domain's volumes — adds one.
+A value computed from the model (a backend's view of a domain) can be
+reused for as long as the counter has not moved.
+
+Changes made behind those interfaces (editing ``vm.volume_config`` or a
+pool's ``config`` dictionary in place) are not counted; whoever does so
+calls ``vm.storage.invalidate()``, which counts.
+"""
+
+from __future__ import annotations
+
+__all__ = ["bump", "current"]
+
+_value = 0
+
+
+def bump() -> None:
+    """Count one change."""
+    global _value
+    _value += 1
+
+
+def current() -> int:
+    """The number of changes so far."""
+    return _value

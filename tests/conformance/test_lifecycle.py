@@ -1,0 +1,188 @@
+"""Start, stop, pause: states and the order of events, on every engine."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from qubes import exc
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_start_brings_the_netvm_up_first(host):
+    host.record("work", "sys-net")
+    run(host.vm("work").start())
+    assert host.vm("work").get_power_state() == "Running"
+    assert host.vm("sys-net").get_power_state() == "Running"
+    first_net = host.events.index(("sys-net", "domain-start"))
+    first_work = host.events.index(("work", "domain-pre-start"))
+    assert first_net < first_work
+
+
+def test_start_fires_pre_start_spawn_start_in_order(host):
+    host.record("work")
+    run(host.vm("work").start())
+    events = [
+        e
+        for e in host.events_of("work")
+        if e in ("domain-pre-start", "domain-spawn", "domain-start")
+    ]
+    assert events == ["domain-pre-start", "domain-spawn", "domain-start"]
+
+
+def test_start_defines_the_domain_in_the_engine(host):
+    vm = host.vm("work")
+    assert vm.libvirt_domain is None
+    run(vm.start())
+    dom = vm.libvirt_domain
+    assert dom is not None
+    assert dom.UUIDString() == str(vm.uuid)
+    assert dom.name() == "work"
+
+
+def test_running_domain_has_a_runtime_id_and_stats(host):
+    vm = host.vm("work")
+    assert vm.xid == -1
+    run(vm.start())
+    assert vm.xid >= 0
+    stats = host.backend.get_stats(vm)
+    assert stats.vcpus == vm.vcpus
+    assert stats.memory_kib == vm.memory * 1024
+
+
+def test_get_uuid_is_the_domains_uuid(host):
+    vm = host.vm("work")
+    run(vm.start())
+    assert host.backend.get_uuid(vm) == vm.uuid
+
+
+def test_starting_a_running_domain_is_refused(host):
+    vm = host.vm("work")
+    run(vm.start())
+    with pytest.raises(exc.QubesVMAlreadyRunningError):
+        run(vm.start())
+    assert vm.get_power_state() == "Running"
+
+
+def test_kill_halts_and_fires_stopped_then_shutdown(host):
+    vm = host.vm("work")
+    run(vm.start())
+    host.record("work")
+    run(vm.kill())
+    assert vm.get_power_state() == "Halted"
+    assert host.events_of("work") == ["domain-stopped", "domain-shutdown"]
+
+
+def test_killing_a_halted_domain_raises_not_started(host):
+    with pytest.raises(exc.QubesVMNotStartedError):
+        run(host.vm("work").kill())
+
+
+def test_shutdown_wait_halts(host):
+    vm = host.vm("work")
+    run(vm.start())
+    host.record("work")
+    run(vm.shutdown(wait=True, timeout=10))
+    assert vm.get_power_state() == "Halted"
+    assert host.events_of("work")[0] == "domain-pre-shutdown"
+    assert host.events_of("work")[-2:] == ["domain-stopped", "domain-shutdown"]
+
+
+def test_shutting_down_a_halted_domain_raises_not_started(host):
+    with pytest.raises(exc.QubesVMNotStartedError):
+        run(host.vm("work").shutdown())
+
+
+def test_netvm_refuses_shutdown_under_running_clients(host):
+    run(host.vm("work").start())
+    with pytest.raises(exc.QubesVMError, match="work"):
+        run(host.vm("sys-net").shutdown(wait=True))
+    assert host.vm("sys-net").get_power_state() == "Running"
+    run(host.vm("sys-net").shutdown(force=True, wait=True))
+    assert host.vm("sys-net").get_power_state() == "Halted"
+
+
+def test_pause_and_unpause(host):
+    vm = host.vm("work")
+    run(vm.start())
+    host.record("work")
+    run(vm.pause())
+    assert vm.get_power_state() == "Paused"
+    run(vm.unpause())
+    assert vm.get_power_state() == "Running"
+    assert host.events_of("work") == ["domain-paused", "domain-unpaused"]
+
+
+def test_pausing_a_halted_domain_is_refused(host):
+    with pytest.raises(exc.QubesVMNotRunningError):
+        run(host.vm("work").pause())
+
+
+def test_unpausing_a_running_domain_is_refused(host):
+    vm = host.vm("work")
+    run(vm.start())
+    with pytest.raises(exc.QubesVMNotPausedError):
+        run(vm.unpause())
+
+
+def test_a_restart_works(host):
+    vm = host.vm("work")
+    for _ in range(3):
+        run(vm.start())
+        assert vm.is_running()
+        run(vm.kill())
+        assert vm.is_halted()
+
+
+def test_failed_start_leaves_nothing_behind(host):
+    vm = host.vm("work")
+    host.record("work")
+
+    def refuse(subject, event, **kwargs):
+        raise RuntimeError("spawn handler refuses")
+
+    vm.add_handler("domain-spawn", refuse)
+    with pytest.raises(RuntimeError):
+        run(vm.start())
+    assert vm.get_power_state() == "Halted"
+    assert vm.libvirt_domain is None
+    assert vm.qdb is None
+    assert "domain-start-failed" in host.events_of("work")
+    assert "domain-start" not in host.events_of("work")
+
+
+def test_pre_start_veto_defines_nothing(host):
+    vm = host.vm("work")
+
+    def veto(subject, event, **kwargs):
+        raise exc.QubesVMError(subject, "not now")
+
+    vm.add_handler("domain-pre-start", veto)
+    with pytest.raises(exc.QubesVMError, match="not now"):
+        run(vm.start())
+    assert vm.libvirt_domain is None
+
+
+def test_missing_kernel_fails_the_start_and_defines_nothing(host):
+    vm = host.vm("work")
+    vm.kernel = "9.9.9-missing"
+    vm.volume_config["kernel"]["vid"] = "9.9.9-missing"
+    vm.storage.invalidate()
+    with pytest.raises(exc.QubesStorageError, match="9.9.9-missing"):
+        run(vm.start())
+    assert vm.libvirt_domain is None
+    assert vm.get_power_state() == "Halted"
+
+
+def test_transient_while_starting(host):
+    vm = host.vm("work")
+    seen = []
+    vm.add_handler(
+        "domain-spawn", lambda s, e, **k: seen.append(s.get_power_state())
+    )
+    run(vm.start())
+    assert seen == ["Transient"]
