@@ -27,10 +27,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
+from store_scale import SAMPLE, make_store  # noqa: E402
+
 import qubes  # noqa: E402
 from qubes.backends import get_backend  # noqa: E402
 from qubes.backends.simulated import NodeFile  # noqa: E402
-from store_scale import SAMPLE, make_store  # noqa: E402
 
 CONFIG_GOAL_US = 50.0
 START_GOAL = 1.10

@@ -180,11 +180,14 @@ class LibvirtBackend:
     def libvirt_domain(self, vm: Any) -> libvirt.virDomain | None:
         """The ``libvirt.virDomain`` of *vm*, or None when undefined."""
         state_file = self.state_file
-        if state_file and not self.connection.is_open:
-            # A simulated host that never ran anything has no file yet;
-            # reading states does not create one.
-            if not state_file.exists():
-                return None
+        # A simulated host that never ran anything has no file yet;
+        # reading states does not create one.
+        if (
+            state_file
+            and not self.connection.is_open
+            and not state_file.exists()
+        ):
+            return None
         try:
             return self.connection.call(
                 "lookup", lambda c: self._lookup(c, vm), vm
@@ -207,9 +210,7 @@ class LibvirtBackend:
             if dom is None:
                 return PowerState.HALTED
             try:
-                state = self.connection.call(
-                    "state", lambda c: dom.state()[0], vm
-                )
+                state = self.connection.call("state", _state_of(dom), vm)
             except exc.QubesNoSuchDomainError:
                 # The handle outlived its domain: look it up again.
                 self._handles.pop(key, None)
@@ -335,6 +336,10 @@ class LibvirtBackend:
         """Close the engine connection; it reopens on next use."""
         self._handles.clear()
         self.connection.close()
+
+
+def _state_of(dom: libvirt.virDomain) -> Any:
+    return lambda conn: dom.state()[0]
 
 
 def _undefine(dom: libvirt.virDomain) -> None:

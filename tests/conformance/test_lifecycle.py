@@ -172,7 +172,7 @@ def test_missing_kernel_fails_the_start_and_defines_nothing(host):
     vm.kernel = "9.9.9-missing"
     vm.volume_config["kernel"]["vid"] = "9.9.9-missing"
     vm.storage.invalidate()
-    with pytest.raises(exc.QubesStorageError, match="9.9.9-missing"):
+    with pytest.raises(exc.QubesStorageError, match=r"9\.9\.9-missing"):
         run(vm.start())
     assert vm.libvirt_domain is None
     assert vm.get_power_state() == "Halted"
