@@ -295,6 +295,18 @@ def test_lxc_userns_off_has_no_idmap(sample_path):
     assert root.find("features/privnet") is None
 
 
+def test_lxc_without_userns_or_netvm_still_has_its_own_network(sample_path):
+    # No <interface> and no <privnet/>: libvirt would leave the container
+    # in the host's network namespace, the opposite of "netvm none".
+    app = qubes.Qubes(str(sample_path), backend=BACKENDS["lxc"]())
+    work = app.domains["work"]
+    work.netvm = None
+    work.features["lxc.userns"] = "0"
+    root = lxml.etree.fromstring(app.backend.create_config(work))
+    assert root.find("devices/interface") is None
+    assert root.find("features/privnet") is not None
+
+
 def test_lxc_init_feature_is_the_container_init(sample_path):
     root = _parsed(sample_path, "lxc", "lxc-init")
     assert root.findtext("os/init") == "/usr/lib/qubes/init-container"

@@ -12,6 +12,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import lxml.etree
+
 from qubes.tools import QubesArgumentParser, load_app, run
 
 __all__ = ["start", "shutdown", "kill", "pause", "unpause"]
@@ -41,7 +43,9 @@ def _start(args: argparse.Namespace) -> int:
     app = load_app(args)
     print(f"<!-- {app.backend.describe()} -->")
     for name in args.domains:
-        print(app.domains[name].create_config_file())
+        xml = app.domains[name].create_config_file()
+        tree = lxml.etree.fromstring(xml.encode())
+        print(lxml.etree.tostring(tree, pretty_print=True).decode(), end="")
     return 0
 
 
