@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from qubes import exc
+from qubes import exc, generation
 from qubes.vm import MAX_QID
 
 __all__ = ["VMCollection"]
@@ -111,6 +111,7 @@ class VMCollection:
         self._by_qid[qid] = vm
         self._by_name[name] = vm
         self._by_uuid[vm_uuid] = vm
+        generation.bump()
         self.app.fire_event("domain-add", vm=vm)
         return vm
 
@@ -128,6 +129,7 @@ class VMCollection:
     def renamed(self, vm: Any, old_name: str) -> None:
         """Move *vm*'s entry in the name index after a rename."""
         new_name = vm.name
+        generation.bump()
         if self._by_name.get(old_name) is vm:
             del self._by_name[old_name]
             self._by_name[new_name] = vm
@@ -150,6 +152,7 @@ class VMCollection:
         del self._by_qid[vm.qid]
         del self._by_name[vm.name]
         del self._by_uuid[vm.uuid]
+        generation.bump()
         self.app.fire_event("domain-delete", vm=vm)
 
     def get_new_unused_qid(self) -> int:

@@ -168,9 +168,21 @@ class Property:
                 domain=_holder_name(holder),
                 prop=self.__name__,
             )
-        if callable(default):
-            return default(holder)
-        return default
+        if not callable(default):
+            return default
+        # A computed default follows from the model alone: it is kept
+        # until the model changes (qubes.generation), so that reading a
+        # domain's defaults, and its template's, costs one computation.
+        memo = holder._default_memo
+        now = generation.current()
+        if memo is None or memo[0] != now:
+            memo = holder._default_memo = (now, {})
+        values = memo[1]
+        name = self.__name__
+        if name in values:
+            return values[name]
+        value = values[name] = default(holder)
+        return value
 
     def __get__(self, holder: Any, owner: type | None = None) -> Any:
         if holder is None:
@@ -311,6 +323,8 @@ class PropertyHolder(Emitter):
 
     _property_index: ClassVar[dict[str, Property]] = {}
     _property_order: ClassVar[tuple[Property, ...]] = ()
+    #: (model generation, computed defaults by name), see get_default
+    _default_memo: tuple[int, dict[str, Any]] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

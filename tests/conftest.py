@@ -95,7 +95,7 @@ def recording_appvm(install_appvm_class):
     return RecordingAppVM
 
 
-# -- libvirt's schema, checked on every domain XML the suite produces -----
+# -- libvirt's schema, checked on every domain XML the suite produces ------
 
 DOMAIN_RNG = pathlib.Path("/usr/share/libvirt/schemas/domain.rng")
 

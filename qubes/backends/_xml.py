@@ -9,6 +9,7 @@ written in libvirt's documented order: identity, memory, CPUs, ``os``,
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import lxml.etree
@@ -18,6 +19,7 @@ from qubes import exc, generation
 from qubes.backends.spec import DomainSpec
 
 __all__ = [
+    "Parts",
     "XMLCache",
     "sub",
     "identity",
@@ -47,10 +49,72 @@ def sub(
         if text is not None:
             child.text = text
     except ValueError as err:
-        raise exc.QubesValueError(
-            f"<{tag}>: a value cannot be written as XML: {err}"
-        ) from err
+        raise _refuse(tag, err) from err
     return child
+
+
+class Parts:
+    """Subtrees that many domains share, built once and copied.
+
+    Among a thousand AppVMs of one template, the ``<os>`` element, the
+    features, the lifecycle actions and the console are the same, and
+    every disk differs only in its file. A builder asks for a copy of a
+    part by the values it depends on; the first request builds it.
+    Copying a built subtree is one call into lxml where building it is
+    one call per element. Where a copy differs from domain to domain (a
+    disk's file), the caller sets that value on the copy; parts are built
+    so that such a child sits at a fixed index.
+
+    :param size: how many distinct parts to keep; then it starts over
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._parts: dict[tuple[Any, ...], Element] = {}
+
+    def copy(
+        self, key: tuple[Any, ...], build: Callable[[], Element]
+    ) -> Element:
+        """A copy of the part *key*, built by ``build()`` the first time."""
+        part = self._parts.get(key)
+        if part is None:
+            if len(self._parts) >= self.size:
+                self._parts.clear()
+            part = self._parts[key] = build()
+        # lxml's copy is deep; copy.deepcopy() would only add a detour.
+        return part.__copy__()
+
+
+def _refuse(tag: str, err: ValueError) -> exc.QubesValueError:
+    return exc.QubesValueError(
+        f"<{tag}>: a value cannot be written as XML: {err}"
+    )
+
+
+def set_text(target: Element, text: str) -> None:
+    """Set *target*'s text, refusing what XML cannot carry."""
+    try:
+        target.text = text
+    except ValueError as err:
+        raise _refuse(target.tag, err) from err
+
+
+def set_attr(target: Element, name: str, value: str) -> None:
+    """Set an attribute, refusing what XML cannot carry."""
+    try:
+        target.set(name, value)
+    except ValueError as err:
+        raise _refuse(target.tag, err) from err
+
+
+def element(
+    tag: str, text: str | None = None, attrib: dict[str, str] | None = None
+) -> Element:
+    """A new element *tag*, not attached to a parent."""
+    made = lxml.etree.Element(tag, attrib)
+    if text is not None:
+        set_text(made, text)
+    return made
 
 
 def identity(domain: Element, spec: DomainSpec) -> None:
@@ -64,16 +128,24 @@ def vcpus(domain: Element, spec: DomainSpec) -> None:
     sub(domain, "vcpu", str(spec.vcpus), {"placement": "static"})
 
 
+def _clock() -> Element:
+    return element("clock", None, {"offset": "utc", "adjustment": "reset"})
+
+
 def clock(domain: Element) -> None:
     """``<clock>``: the guest keeps UTC, reset to the host's at start."""
-    sub(domain, "clock", None, {"offset": "utc", "adjustment": "reset"})
+    domain.append(_SHARED.copy(("clock",), _clock))
 
 
 def lifecycle(domain: Element) -> None:
     """Power-off, reboot and crash all end the domain: the core decides
     what happens next (a reboot is a new start with a new XML)."""
     for event in ("on_poweroff", "on_reboot", "on_crash"):
-        sub(domain, event, "destroy")
+        domain.append(_SHARED.copy((event,), lambda e=event: _destroy(e)))
+
+
+def _destroy(event: str) -> Element:
+    return element(event, "destroy")
 
 
 def hostdevs(devices: Element, spec: DomainSpec, driver: str = "") -> None:
@@ -111,6 +183,9 @@ def disk_target(prefix: str, index: int) -> str:
 def serialize(root: Element) -> str:
     """The XML text of *root*."""
     return str(lxml.etree.tostring(root, encoding="unicode"))
+
+
+_SHARED = Parts()
 
 
 class XMLCache:

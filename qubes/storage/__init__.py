@@ -41,6 +41,16 @@ VOLUME_ATTRIBUTES = (
 )
 
 
+_FLAGS = {"True": True, "False": False}
+
+
+def _flag(config: dict[str, str], name: str) -> bool:
+    # qubes.xml says True and False; anything else goes the long way.
+    value = config.get(name, "False")
+    found = _FLAGS.get(value)
+    return parse_bool(value) if found is None else found
+
+
 class Volume:
     """One volume of a domain, as its pool sees it.
 
@@ -55,12 +65,10 @@ class Volume:
         try:
             self.name = config["name"]
             self.vid = config.get("vid", "")
-            self.rw = parse_bool(config.get("rw", "False"))
-            self.snap_on_start = parse_bool(
-                config.get("snap_on_start", "False")
-            )
-            self.save_on_stop = parse_bool(config.get("save_on_stop", "False"))
-            self.ephemeral = parse_bool(config.get("ephemeral", "False"))
+            self.rw = _flag(config, "rw")
+            self.snap_on_start = _flag(config, "snap_on_start")
+            self.save_on_stop = _flag(config, "save_on_stop")
+            self.ephemeral = _flag(config, "ephemeral")
             self.source = config.get("source") or None
             self.size = int(config.get("size", "0"))
             self.revisions_to_keep = int(config.get("revisions_to_keep", "0"))

@@ -16,29 +16,22 @@ __all__ = ["LinuxKernelPool", "KernelVolume"]
 
 
 class KernelVolume(Volume):
-    """A kernel, its initramfs and modules, as one read-only volume."""
+    """A kernel, its initramfs and modules, as one read-only volume.
+
+    :ivar kernel_dir: the folder of this kernel version
+    :ivar vmlinuz: the kernel image
+    :ivar initramfs: the initial ramdisk
+    :ivar modules: the modules image, a disk the guest mounts
+    """
 
     pool: LinuxKernelPool
 
-    @property
-    def kernel_dir(self) -> str:
-        """The folder of this kernel version."""
-        return os.path.join(self.pool.dir_path, self.vid)
-
-    @property
-    def vmlinuz(self) -> str:
-        """The kernel image."""
-        return os.path.join(self.kernel_dir, "vmlinuz")
-
-    @property
-    def initramfs(self) -> str:
-        """The initial ramdisk."""
-        return os.path.join(self.kernel_dir, "initramfs")
-
-    @property
-    def modules(self) -> str:
-        """The modules image, a disk the guest mounts."""
-        return os.path.join(self.kernel_dir, "modules.img")
+    def __init__(self, pool: Pool, config: dict[str, str]) -> None:
+        super().__init__(pool, config)
+        self.kernel_dir = os.path.join(self.pool.dir_path, self.vid)
+        self.vmlinuz = os.path.join(self.kernel_dir, "vmlinuz")
+        self.initramfs = os.path.join(self.kernel_dir, "initramfs")
+        self.modules = os.path.join(self.kernel_dir, "modules.img")
 
     @property
     def path(self) -> str:

@@ -21,15 +21,22 @@ from lxml.etree import _Element as Element
 from qubes import exc
 from qubes.backends import _xml
 from qubes.backends._xml import sub
-from qubes.backends.spec import DiskSpec, DomainSpec
+from qubes.backends.spec import DomainSpec
 
 __all__ = ["build", "network_name", "KERNEL_CMDLINE"]
 
 
 #: the command line before the domain's kernelopts; qubes.name tells the
-#: guest its name
-KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0"
+#: guest its name; panic=-1 turns a kernel panic into a reboot, which
+#: ends the domain (on_reboot is destroy) instead of leaving it hung
+KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 panic=-1"
 _TARGETS = {"root": 0, "private": 1, "volatile": 2, "kernel": 3}
+_PARTS = _xml.Parts()
+# Where the per-domain values sit in the parts built below.
+_SOURCE = 1  # <disk>: driver, source, target
+_MAC = 0  # <interface>: mac, source, model
+_CMDLINE = 3  # <os>: type, kernel, initrd, cmdline
+_LOG = 0  # <serial>: log, target
 
 
 def network_name(netvm: str) -> str:
@@ -58,11 +65,13 @@ def _memory(domain: Element, spec: DomainSpec) -> None:
     sub(domain, "currentMemory", str(spec.memory), {"unit": "MiB"})
 
 
-def _os(domain: Element, spec: DomainSpec) -> None:
-    os_element = sub(domain, "os")
+def _os(spec: DomainSpec) -> Element:
+    # Without the cmdline's text, which names the domain: the rest is
+    # shared by the domains of one kernel.
+    os_element = _xml.element("os")
     kernel = spec.kernel
     if kernel is None and spec.flag("uefi"):
-        os_element.set("firmware", "efi")
+        _xml.set_attr(os_element, "firmware", "efi")
     sub(os_element, "type", "hvm", {"arch": "x86_64"})
     if kernel is None:
         if spec.virt_mode != "hvm":
@@ -73,19 +82,29 @@ def _os(domain: Element, spec: DomainSpec) -> None:
                 prop="kernel",
             )
         sub(os_element, "boot", None, {"dev": "hd"})
-        return
+        return os_element
     sub(os_element, "kernel", kernel.vmlinuz)
     sub(os_element, "initrd", kernel.initramfs)
-    cmdline = f"{KERNEL_CMDLINE} qubes.name={spec.name}"
-    if spec.kernelopts:
-        cmdline += " " + spec.kernelopts
-    sub(os_element, "cmdline", cmdline)
+    sub(os_element, "cmdline")
+    return os_element
 
 
-def _features(domain: Element) -> None:
-    features = sub(domain, "features")
+def _os_of(domain: Element, spec: DomainSpec) -> None:
+    key = ("os", spec.virt_mode, spec.kernel, spec.flag("uefi"))
+    os_element = _PARTS.copy(key, lambda: _os(spec))
+    if spec.kernel is not None:
+        cmdline = f"{KERNEL_CMDLINE} qubes.name={spec.name}"
+        if spec.kernelopts:
+            cmdline += " " + spec.kernelopts
+        _xml.set_text(os_element[_CMDLINE], cmdline)
+    domain.append(os_element)
+
+
+def _features() -> Element:
+    features = _xml.element("features")
     sub(features, "acpi")
     sub(features, "apic")
+    return features
 
 
 def _cpu(domain: Element, spec: DomainSpec) -> None:
@@ -107,24 +126,16 @@ def _cpu(domain: Element, spec: DomainSpec) -> None:
     )
 
 
-def _disk(devices: Element, index: int, disk: DiskSpec) -> None:
-    if disk.format == "dir":
-        raise exc.QubesUnsupportedError(
-            f"volume {disk.name!r} is a folder; QEMU domains need images"
-        )
-    block = disk.path.startswith("/dev/")
-    element = sub(
-        devices,
-        "disk",
-        None,
-        {"type": "block" if block else "file", "device": "disk"},
+def _disk(fmt: str, block: bool, target: str, rw: bool) -> Element:
+    element = _xml.element(
+        "disk", None, {"type": "block" if block else "file", "device": "disk"}
     )
-    sub(element, "driver", None, {"name": "qemu", "type": disk.format})
-    sub(element, "source", None, {"dev" if block else "file": disk.path})
-    target = _xml.disk_target("vd", index)
+    sub(element, "driver", None, {"name": "qemu", "type": fmt})
+    sub(element, "source")
     sub(element, "target", None, {"dev": target, "bus": "virtio"})
-    if not disk.rw:
+    if not rw:
         sub(element, "readonly")
+    return element
 
 
 def _disks(devices: Element, spec: DomainSpec) -> None:
@@ -133,15 +144,36 @@ def _disks(devices: Element, spec: DomainSpec) -> None:
         index = _TARGETS.get(disk.name)
         if index is None:
             index, extra = extra, extra + 1
-        _disk(devices, index, disk)
+        if disk.format == "dir":
+            raise exc.QubesUnsupportedError(
+                f"volume {disk.name!r} is a folder; QEMU domains need images",
+                domain=spec.name,
+            )
+        block = disk.path.startswith("/dev/")
+        target = _xml.disk_target("vd", index)
+        shape = (disk.format, block, target, disk.rw)
+        element = _PARTS.copy(("disk", *shape), lambda s=shape: _disk(*s))
+        _xml.set_attr(element[_SOURCE], "dev" if block else "file", disk.path)
+        devices.append(element)
+
+
+def _nic(network: str, with_mac: bool) -> Element:
+    interface = _xml.element("interface", None, {"type": "network"})
+    if with_mac:
+        sub(interface, "mac")
+    sub(interface, "source", None, {"network": network})
+    sub(interface, "model", None, {"type": "virtio"})
+    return interface
 
 
 def _interface(devices: Element, network: str, mac: str | None = None) -> None:
-    interface = sub(devices, "interface", None, {"type": "network"})
+    with_mac = bool(mac)
+    interface = _PARTS.copy(
+        ("nic", network, with_mac), lambda: _nic(network, with_mac)
+    )
     if mac:
-        sub(interface, "mac", None, {"address": mac})
-    sub(interface, "source", None, {"network": network})
-    sub(interface, "model", None, {"type": "virtio"})
+        _xml.set_attr(interface[_MAC], "address", mac)
+    devices.append(interface)
 
 
 def _interfaces(devices: Element, spec: DomainSpec, uplink: str) -> None:
@@ -153,13 +185,31 @@ def _interfaces(devices: Element, spec: DomainSpec, uplink: str) -> None:
         _interface(devices, network_name(spec.name))
 
 
-def _console(devices: Element, log_file: str | None) -> None:
-    serial = sub(devices, "serial", None, {"type": "pty"})
-    if log_file:
-        sub(serial, "log", None, {"file": log_file, "append": "off"})
+def _serial(logged: bool) -> Element:
+    serial = _xml.element("serial", None, {"type": "pty"})
+    if logged:
+        sub(serial, "log", None, {"append": "off"})
     sub(serial, "target", None, {"port": "0"})
-    console = sub(devices, "console", None, {"type": "pty"})
+    return serial
+
+
+def _console(devices: Element, log_file: str | None) -> None:
+    logged = bool(log_file)
+    serial = _PARTS.copy(("serial", logged), lambda: _serial(logged))
+    if log_file:
+        _xml.set_attr(serial[_LOG], "file", log_file)
+    devices.append(serial)
+    devices.append(_PARTS.copy(("console",), _console_part))
+
+
+def _console_part() -> Element:
+    console = _xml.element("console", None, {"type": "pty"})
     sub(console, "target", None, {"type": "serial", "port": "0"})
+    return console
+
+
+def _memballoon() -> Element:
+    return _xml.element("memballoon", None, {"model": "virtio"})
 
 
 def build(
@@ -179,8 +229,8 @@ def build(
     _xml.identity(domain, spec)
     _memory(domain, spec)
     _xml.vcpus(domain, spec)
-    _os(domain, spec)
-    _features(domain)
+    _os_of(domain, spec)
+    domain.append(_PARTS.copy(("features",), _features))
     _cpu(domain, spec)
     _xml.clock(domain)
     _xml.lifecycle(domain)
@@ -189,5 +239,5 @@ def build(
     _interfaces(devices, spec, uplink)
     _xml.hostdevs(devices, spec, driver="vfio")
     _console(devices, log_file)
-    sub(devices, "memballoon", None, {"model": "virtio"})
+    devices.append(_PARTS.copy(("memballoon",), _memballoon))
     return _xml.serialize(domain)

@@ -10,9 +10,9 @@ domain may not write is mounted read-only. The volatile volume is not
 mounted: a container swaps and keeps scratch space on the host.
 
 By default the container has a user namespace: uid and gid 0 inside map
-to an unprivileged range of the host, a range of its own for each qid,
-and it gets a network namespace of its own (``privnet``). The
-``lxc.userns`` feature set to ``0`` turns this off.
+to an unprivileged range of the host, a range of its own for each qid.
+The ``lxc.userns`` feature set to ``0`` turns this off. It always gets a
+network namespace of its own (``privnet``).
 
 Networking: a veth pair into the netvm's libvirt network, ``qubes-NAME``
 (see :mod:`qubes.backends.kvm._xml`), with the domain's address and a
@@ -28,7 +28,7 @@ from qubes import exc
 from qubes.backends import _xml
 from qubes.backends._xml import sub
 from qubes.backends.kvm._xml import network_name
-from qubes.backends.spec import DiskSpec, DomainSpec
+from qubes.backends.spec import DomainSpec
 
 __all__ = ["build", "idmap_target", "IDMAP_BASE", "IDMAP_COUNT"]
 
@@ -45,6 +45,9 @@ _NOT_MOUNTED = frozenset(("volatile", "kernel"))
 #: a /8 holds every Qubes address (10.137 domains, 10.138 DispVMs,
 #: 10.139 DNS), so the netvm's address is on-link
 _PREFIX = "8"
+_PARTS = _xml.Parts()
+# Where the per-domain values sit in the parts built below.
+_INITENV = 2  # <os>: type, init, initenv
 
 
 def idmap_target(qid: int) -> int:
@@ -71,18 +74,32 @@ def _memory(domain: Element, spec: DomainSpec) -> None:
     sub(domain, "currentMemory", str(spec.memory), {"unit": "MiB"})
 
 
-def _os(domain: Element, spec: DomainSpec) -> None:
-    os_element = sub(domain, "os")
+def _os(init: str) -> Element:
+    os_element = _xml.element("os")
     sub(os_element, "type", "exe", {"arch": "x86_64"})
-    sub(os_element, "init", spec.feature("lxc.init") or "/sbin/init")
-    sub(os_element, "initenv", spec.name, {"name": "QUBES_NAME"})
+    sub(os_element, "init", init)
+    sub(os_element, "initenv", None, {"name": "QUBES_NAME"})
+    return os_element
+
+
+def _os_of(domain: Element, spec: DomainSpec) -> None:
+    init = spec.feature("lxc.init") or "/sbin/init"
+    os_element = _PARTS.copy(("os", init), lambda: _os(init))
+    _xml.set_text(os_element[_INITENV], spec.name)
+    domain.append(os_element)
+
+
+def _features() -> Element:
+    # A container without an interface would otherwise share the host's
+    # network namespace: each one gets its own, always.
+    features = _xml.element("features")
+    sub(features, "privnet")
+    return features
 
 
 def _idmap(domain: Element, spec: DomainSpec) -> None:
     if not _userns(spec):
         return
-    features = sub(domain, "features")
-    sub(features, "privnet")
     idmap = sub(domain, "idmap")
     target = str(idmap_target(spec.qid))
     for kind in ("uid", "gid"):
@@ -94,46 +111,59 @@ def _idmap(domain: Element, spec: DomainSpec) -> None:
         )
 
 
-def _filesystem(devices: Element, disk: DiskSpec, mount: str) -> None:
-    if disk.format == "dir":
-        element = sub(
-            devices,
-            "filesystem",
-            None,
-            {"type": "mount", "accessmode": "passthrough"},
+def _filesystem(fmt: str, mount: str, rw: bool) -> Element:
+    if fmt == "dir":
+        element = _xml.element(
+            "filesystem", None, {"type": "mount", "accessmode": "passthrough"}
         )
-        sub(element, "source", None, {"dir": disk.path})
     else:
-        element = sub(
-            devices,
-            "filesystem",
-            None,
-            {"type": "file", "accessmode": "passthrough"},
+        element = _xml.element(
+            "filesystem", None, {"type": "file", "accessmode": "passthrough"}
         )
         # Raw images are loop-mounted; qcow2 ones go through qemu-nbd.
-        driver = "loop" if disk.format == "raw" else "nbd"
-        sub(element, "driver", None, {"type": driver, "format": disk.format})
-        sub(element, "source", None, {"file": disk.path})
+        driver = "loop" if fmt == "raw" else "nbd"
+        sub(element, "driver", None, {"type": driver, "format": fmt})
+    sub(element, "source")
     sub(element, "target", None, {"dir": mount})
-    if not disk.rw:
+    if not rw:
         sub(element, "readonly")
+    return element
 
 
 def _filesystems(devices: Element, spec: DomainSpec) -> None:
     for disk in spec.disks:
         mount = _MOUNTS.get(disk.name)
-        if mount is not None:
-            _filesystem(devices, disk, mount)
-        elif disk.name not in _NOT_MOUNTED:
+        if mount is None:
+            if disk.name in _NOT_MOUNTED:
+                continue
             raise exc.QubesUnsupportedError(
                 f"volume {disk.name!r}: a container mounts only the root "
                 "and private volumes",
                 domain=spec.name,
             )
+        shape = (disk.format, mount, disk.rw)
+        element = _PARTS.copy(("fs", *shape), lambda s=shape: _filesystem(*s))
+        source = "dir" if disk.format == "dir" else "file"
+        # <filesystem>: [driver,] source, target
+        position = 0 if disk.format == "dir" else 1
+        _xml.set_attr(element[position], source, disk.path)
+        devices.append(element)
     if spec.disk("root") is None:
         raise exc.QubesUnsupportedError(
             "a container needs a root volume", domain=spec.name
         )
+
+
+def _nic(network: str, mac: bool, ip: bool, route: bool) -> Element:
+    interface = _xml.element("interface", None, {"type": "network"})
+    if mac:
+        sub(interface, "mac")
+    sub(interface, "source", None, {"network": network})
+    if ip:
+        sub(interface, "ip", None, {"prefix": _PREFIX})
+    if route:
+        sub(interface, "route", None, {"address": "0.0.0.0", "prefix": "0"})
+    return interface
 
 
 def _interface(
@@ -143,19 +173,20 @@ def _interface(
     ip: str | None,
     gateway: str | None = None,
 ) -> None:
-    interface = sub(devices, "interface", None, {"type": "network"})
+    shape = (network, bool(mac), bool(ip), bool(gateway))
+    interface = _PARTS.copy(("nic", *shape), lambda: _nic(*shape))
+    # <interface>: [mac,] source, [ip,] [route]
+    position = 0
     if mac:
-        sub(interface, "mac", None, {"address": mac})
-    sub(interface, "source", None, {"network": network})
+        _xml.set_attr(interface[position], "address", mac)
+        position += 1
+    position += 1
     if ip:
-        sub(interface, "ip", None, {"address": ip, "prefix": _PREFIX})
+        _xml.set_attr(interface[position], "address", ip)
+        position += 1
     if gateway:
-        sub(
-            interface,
-            "route",
-            None,
-            {"address": "0.0.0.0", "prefix": "0", "gateway": gateway},
-        )
+        _xml.set_attr(interface[position], "gateway", gateway)
+    devices.append(interface)
 
 
 def _interfaces(devices: Element, spec: DomainSpec) -> None:
@@ -168,9 +199,10 @@ def _interfaces(devices: Element, spec: DomainSpec) -> None:
         _interface(devices, network_name(spec.name), None, spec.ip)
 
 
-def _console(devices: Element) -> None:
-    console = sub(devices, "console", None, {"type": "pty"})
+def _console() -> Element:
+    console = _xml.element("console", None, {"type": "pty"})
     sub(console, "target", None, {"type": "lxc", "port": "0"})
+    return console
 
 
 def build(spec: DomainSpec) -> str:
@@ -183,11 +215,12 @@ def build(spec: DomainSpec) -> str:
     _xml.identity(domain, spec)
     _memory(domain, spec)
     _xml.vcpus(domain, spec)
-    _os(domain, spec)
+    _os_of(domain, spec)
+    domain.append(_PARTS.copy(("features",), _features))
     _idmap(domain, spec)
     _xml.lifecycle(domain)
     devices = sub(domain, "devices")
     _filesystems(devices, spec)
     _interfaces(devices, spec)
-    _console(devices)
+    devices.append(_PARTS.copy(("console",), _console))
     return _xml.serialize(domain)

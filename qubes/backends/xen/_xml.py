@@ -15,7 +15,7 @@ from lxml.etree import _Element as Element
 from qubes import exc
 from qubes.backends import _xml
 from qubes.backends._xml import sub
-from qubes.backends.spec import DiskSpec, DomainSpec
+from qubes.backends.spec import DomainSpec
 
 __all__ = ["build", "KERNEL_CMDLINE"]
 
@@ -32,6 +32,10 @@ _OS_TYPE = {
     "hvm": ("xenfv", "hvm"),
 }
 _TARGETS = {"root": 0, "private": 1, "volatile": 2, "kernel": 3}
+_PARTS = _xml.Parts()
+# Where the per-domain values sit in the parts built below.
+_SOURCE = 1  # <disk>: driver, source, target
+_MAC, _IP = 0, 1  # <interface>: mac, ip, backenddomain, script
 
 
 def _fixed_memory(spec: DomainSpec) -> bool:
@@ -51,9 +55,9 @@ def _memory(domain: Element, spec: DomainSpec) -> None:
     sub(domain, "currentMemory", str(spec.memory), {"unit": "MiB"})
 
 
-def _os(domain: Element, spec: DomainSpec) -> None:
+def _os(spec: DomainSpec) -> Element:
     machine, os_type = _OS_TYPE[spec.virt_mode]
-    os_element = sub(domain, "os")
+    os_element = _xml.element("os")
     sub(os_element, "type", os_type, {"arch": "x86_64", "machine": machine})
     if spec.virt_mode == "hvm":
         firmware = "pflash" if spec.flag("uefi") else "rom"
@@ -68,49 +72,42 @@ def _os(domain: Element, spec: DomainSpec) -> None:
                 prop="kernel",
             )
         sub(os_element, "boot", None, {"dev": "hd"})
-        return
+        return os_element
     sub(os_element, "kernel", kernel.vmlinuz)
     sub(os_element, "initrd", kernel.initramfs)
     cmdline = KERNEL_CMDLINE
     if spec.kernelopts:
         cmdline += " " + spec.kernelopts
     sub(os_element, "cmdline", cmdline)
+    return os_element
 
 
-def _features(domain: Element, spec: DomainSpec) -> None:
-    features = sub(domain, "features")
-    if spec.virt_mode != "pv":
+def _features(virt_mode: str, pci: bool) -> Element:
+    features = _xml.element("features")
+    if virt_mode != "pv":
         for name in ("pae", "acpi", "apic"):
             sub(features, name)
-    elif spec.pci:
+    elif pci:
         # A PV domain with PCI devices needs the host's memory map to
         # place the devices' memory holes where the hardware has them.
         xen = sub(features, "xen")
         sub(xen, "e820_host", None, {"state": "on"})
+    return features
 
 
-def _disk(devices: Element, index: int, disk: DiskSpec) -> None:
-    if disk.format == "dir":
-        raise exc.QubesUnsupportedError(
-            f"volume {disk.name!r} is a folder; Xen domains need images"
-        )
-    block = disk.path.startswith("/dev/")
-    element = sub(
-        devices,
-        "disk",
-        None,
-        {"type": "block" if block else "file", "device": "disk"},
+def _disk(fmt: str, block: bool, target: str, rw: bool) -> Element:
+    element = _xml.element(
+        "disk", None, {"type": "block" if block else "file", "device": "disk"}
     )
     if block:
         sub(element, "driver", None, {"name": "phy"})
-        sub(element, "source", None, {"dev": disk.path})
     else:
-        sub(element, "driver", None, {"name": "qemu", "type": disk.format})
-        sub(element, "source", None, {"file": disk.path})
-    target = _xml.disk_target("xvd", index)
+        sub(element, "driver", None, {"name": "qemu", "type": fmt})
+    sub(element, "source")
     sub(element, "target", None, {"dev": target, "bus": "xen"})
-    if not disk.rw:
+    if not rw:
         sub(element, "readonly")
+    return element
 
 
 def _disks(devices: Element, spec: DomainSpec) -> None:
@@ -119,24 +116,47 @@ def _disks(devices: Element, spec: DomainSpec) -> None:
         index = _TARGETS.get(disk.name)
         if index is None:
             index, extra = extra, extra + 1
-        _disk(devices, index, disk)
+        if disk.format == "dir":
+            raise exc.QubesUnsupportedError(
+                f"volume {disk.name!r} is a folder; Xen domains need images",
+                domain=spec.name,
+            )
+        block = disk.path.startswith("/dev/")
+        target = _xml.disk_target("xvd", index)
+        shape = (disk.format, block, target, disk.rw)
+        element = _PARTS.copy(("disk", *shape), lambda s=shape: _disk(*s))
+        _xml.set_attr(element[_SOURCE], "dev" if block else "file", disk.path)
+        devices.append(element)
+
+
+def _vif(netvm: str, with_ip: bool) -> Element:
+    interface = _xml.element("interface", None, {"type": "ethernet"})
+    sub(interface, "mac")
+    if with_ip:
+        sub(interface, "ip")
+    sub(interface, "backenddomain", None, {"name": netvm})
+    sub(interface, "script", None, {"path": "vif-route-qubes"})
+    return interface
 
 
 def _interface(devices: Element, spec: DomainSpec) -> None:
     net = spec.net
     if net is None:
         return
-    interface = sub(devices, "interface", None, {"type": "ethernet"})
-    sub(interface, "mac", None, {"address": net.mac})
+    with_ip = bool(net.ip)
+    interface = _PARTS.copy(
+        ("vif", net.netvm, with_ip), lambda: _vif(net.netvm, with_ip)
+    )
+    _xml.set_attr(interface[_MAC], "address", net.mac)
     if net.ip:
-        sub(interface, "ip", None, {"address": net.ip})
-    sub(interface, "backenddomain", None, {"name": net.netvm})
-    sub(interface, "script", None, {"path": "vif-route-qubes"})
+        _xml.set_attr(interface[_IP], "address", net.ip)
+    devices.append(interface)
 
 
-def _console(devices: Element) -> None:
-    console = sub(devices, "console", None, {"type": "pty"})
+def _console() -> Element:
+    console = _xml.element("console", None, {"type": "pty"})
     sub(console, "target", None, {"type": "xen", "port": "0"})
+    return console
 
 
 def build(spec: DomainSpec) -> str:
@@ -149,13 +169,26 @@ def build(spec: DomainSpec) -> str:
     _xml.identity(domain, spec)
     _memory(domain, spec)
     _xml.vcpus(domain, spec)
-    _os(domain, spec)
-    _features(domain, spec)
+    os_key = (
+        "os",
+        spec.virt_mode,
+        spec.kernel,
+        spec.kernelopts,
+        spec.flag("uefi"),
+    )
+    domain.append(_PARTS.copy(os_key, lambda: _os(spec)))
+    pci = bool(spec.pci)
+    domain.append(
+        _PARTS.copy(
+            ("features", spec.virt_mode, pci),
+            lambda: _features(spec.virt_mode, pci),
+        )
+    )
     _xml.clock(domain)
     _xml.lifecycle(domain)
     devices = sub(domain, "devices")
     _disks(devices, spec)
     _interface(devices, spec)
     _xml.hostdevs(devices, spec)
-    _console(devices)
+    devices.append(_PARTS.copy(("console",), _console))
     return _xml.serialize(domain)
