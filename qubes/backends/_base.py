@@ -177,16 +177,21 @@ class LibvirtBackend:
     def _lookup(conn: libvirt.virConnect, vm: Any) -> libvirt.virDomain:
         return conn.lookupByUUIDString(str(vm.uuid))
 
+    def _has_state(self) -> bool:
+        """False for a simulated host that never ran anything (reading
+        creates no state file); on a simulated host, reload the state if
+        another process changed it."""
+        state_file = self.state_file
+        if state_file is None:
+            return True
+        if not self.connection.is_open:
+            return state_file.exists()
+        state_file.refresh(self.connection)
+        return True
+
     def libvirt_domain(self, vm: Any) -> libvirt.virDomain | None:
         """The ``libvirt.virDomain`` of *vm*, or None when undefined."""
-        state_file = self.state_file
-        # A simulated host that never ran anything has no file yet;
-        # reading states does not create one.
-        if (
-            state_file
-            and not self.connection.is_open
-            and not state_file.exists()
-        ):
+        if not self._has_state():
             return None
         try:
             return self.connection.call(
@@ -205,6 +210,8 @@ class LibvirtBackend:
     def get_power_state(self, vm: Any) -> PowerState:
         """*vm*'s power state; Halted when the engine does not know it."""
         key = str(vm.uuid)
+        if not self._has_state():
+            return PowerState.HALTED
         for _ in range(2):
             dom = self._handle(key) or self.libvirt_domain(vm)
             if dom is None:

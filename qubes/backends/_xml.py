@@ -8,6 +8,8 @@ written in libvirt's documented order: identity, memory, CPUs, ``os``,
 
 from __future__ import annotations
 
+import functools
+
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -141,7 +143,9 @@ def lifecycle(domain: Element) -> None:
     """Power-off, reboot and crash all end the domain: the core decides
     what happens next (a reboot is a new start with a new XML)."""
     for event in ("on_poweroff", "on_reboot", "on_crash"):
-        domain.append(_SHARED.copy((event,), lambda e=event: _destroy(e)))
+        domain.append(
+            _SHARED.copy((event,), functools.partial(_destroy, event))
+        )
 
 
 def _destroy(event: str) -> Element:

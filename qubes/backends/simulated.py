@@ -111,6 +111,14 @@ class NodeFile:
                 self._write(_empty_node())
             self._loaded = _stamp(self.path)
 
+    def refresh(self, connection: Any) -> None:
+        """Reopen *connection* if another process changed the file
+        since it was loaded, so that it reads the newest state."""
+        if self._loaded != _stamp(self.path):
+            with self._lock():
+                if self._loaded != _stamp(self.path):
+                    connection.reset()
+
     @contextlib.contextmanager
     def transaction(self, connection: Any) -> Iterator[None]:
         """Hold the lock around a change and write the state after it.

@@ -125,14 +125,15 @@ class DomainSpec(NamedTuple):
 
 
 def _disks(vm: Any) -> tuple[DiskSpec, ...]:
-    volumes = vm.volumes
-    # Without a kernel of the pool (kernel ''), the domain boots its own
-    # and gets no kernel volume.
-    names = [
-        n
-        for n in VOLUME_ORDER
-        if n in volumes and (n != "kernel" or vm.kernel is not None)
-    ]
+    volumes = dict(vm.volumes)
+    # The kernel disk is the current kernel's; without a kernel of the
+    # pool (kernel ''), the domain boots its own and gets none.
+    kernel = vm.storage.kernel_volume()
+    if kernel is None:
+        volumes.pop("kernel", None)
+    else:
+        volumes["kernel"] = kernel
+    names = [n for n in VOLUME_ORDER if n in volumes]
     names.extend(sorted(n for n in volumes if n not in VOLUME_ORDER))
     disks = []
     for name in names:
@@ -144,7 +145,7 @@ def _disks(vm: Any) -> tuple[DiskSpec, ...]:
 def _kernel(vm: Any) -> KernelSpec | None:
     if vm.kernel is None:
         return None
-    volume = vm.volumes.get("kernel")
+    volume = vm.storage.kernel_volume()
     if volume is None or not hasattr(volume, "vmlinuz"):
         raise exc.QubesStorageError(
             f"kernel {vm.kernel!r} is set, but the domain has no kernel "

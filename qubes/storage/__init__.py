@@ -195,6 +195,22 @@ class Storage:
         volume: Volume = pool.init_volume(self.vm, config)
         return volume
 
+    def kernel_volume(self) -> Volume | None:
+        """The kernel volume of the domain's current kernel, or None.
+
+        The configured kernel volume names the kernel it was made with;
+        when the domain's kernel changed since (its own, or its
+        template's it follows), this is a volume of the current one.
+        """
+        kernel = self.vm.kernel
+        volume = self.volumes.get("kernel")
+        if kernel is None or volume is None:
+            return None
+        if volume.vid != kernel:
+            config = dict(volume.config, vid=kernel)
+            volume = volume.pool.init_volume(self.vm, config)
+        return volume
+
     def invalidate(self) -> None:
         """Forget the built volumes (after the configuration changed)."""
         self._volumes = None

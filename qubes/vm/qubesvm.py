@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from qubes import exc, generation
+from qubes.events import handler
 from qubes.properties import Property, VMProperty
 from qubes.vm import BaseVM
 from qubes.vm.qubesdb import qubesdb_entries, random_seed
@@ -230,6 +231,16 @@ class QubesVM(BaseVM):
         doc="Domain that plays this domain's sound.",
     )
 
+    @handler("property-set:kernel", "property-reset:kernel")
+    def _kernel_volume_follows(self, event: str, **kwargs: Any) -> None:
+        # The kernel volume names the kernel, as on Qubes: keep it so,
+        # and qubes.xml with it.
+        config = self.volume_config.get("kernel")
+        kernel = self.kernel
+        if config is not None and kernel and config.get("vid") != kernel:
+            config["vid"] = kernel
+            self.storage.invalidate()
+
     # -- state ----------------------------------------------------------
     #
     # Nothing here talks to a hypervisor directly: every action goes to
@@ -337,8 +348,13 @@ class QubesVM(BaseVM):
         # A simulated host has no disks to check.
         if self.app.backend.capabilities.simulated:
             return
-        for volume in self.volumes.values():
+        for name, volume in self.volumes.items():
+            if name == "kernel":
+                continue
             volume.verify()
+        kernel = self.storage.kernel_volume()
+        if kernel is not None:
+            kernel.verify()
 
     async def _undo_start(self) -> None:
         backend = self.app.backend

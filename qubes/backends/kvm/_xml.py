@@ -15,6 +15,8 @@ the outside through the uplink network (libvirt's ``default``).
 
 from __future__ import annotations
 
+import functools
+
 import lxml.etree
 from lxml.etree import _Element as Element
 
@@ -152,7 +154,9 @@ def _disks(devices: Element, spec: DomainSpec) -> None:
         block = disk.path.startswith("/dev/")
         target = _xml.disk_target("vd", index)
         shape = (disk.format, block, target, disk.rw)
-        element = _PARTS.copy(("disk", *shape), lambda s=shape: _disk(*s))
+        element = _PARTS.copy(
+            ("disk", *shape), functools.partial(_disk, *shape)
+        )
         _xml.set_attr(element[_SOURCE], "dev" if block else "file", disk.path)
         devices.append(element)
 

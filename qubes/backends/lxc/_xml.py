@@ -21,6 +21,8 @@ default route through its netvm.
 
 from __future__ import annotations
 
+import functools
+
 import lxml.etree
 from lxml.etree import _Element as Element
 
@@ -82,8 +84,18 @@ def _os(init: str) -> Element:
     return os_element
 
 
-def _os_of(domain: Element, spec: DomainSpec) -> None:
+def _init(spec: DomainSpec) -> str:
     init = spec.feature("lxc.init") or "/sbin/init"
+    if not init.startswith("/") or len(init) < 2:
+        raise exc.QubesValueError(
+            f"feature lxc.init must be an absolute path, not {init!r}",
+            domain=spec.name,
+        )
+    return init
+
+
+def _os_of(domain: Element, spec: DomainSpec) -> None:
+    init = _init(spec)
     os_element = _PARTS.copy(("os", init), lambda: _os(init))
     _xml.set_text(os_element[_INITENV], spec.name)
     domain.append(os_element)
@@ -142,7 +154,9 @@ def _filesystems(devices: Element, spec: DomainSpec) -> None:
                 domain=spec.name,
             )
         shape = (disk.format, mount, disk.rw)
-        element = _PARTS.copy(("fs", *shape), lambda s=shape: _filesystem(*s))
+        element = _PARTS.copy(
+            ("fs", *shape), functools.partial(_filesystem, *shape)
+        )
         source = "dir" if disk.format == "dir" else "file"
         # <filesystem>: [driver,] source, target
         position = 0 if disk.format == "dir" else 1

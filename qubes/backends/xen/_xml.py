@@ -9,6 +9,8 @@ kernel's modules; the network is a vif whose backend is the netvm.
 
 from __future__ import annotations
 
+import functools
+
 import lxml.etree
 from lxml.etree import _Element as Element
 
@@ -124,7 +126,9 @@ def _disks(devices: Element, spec: DomainSpec) -> None:
         block = disk.path.startswith("/dev/")
         target = _xml.disk_target("xvd", index)
         shape = (disk.format, block, target, disk.rw)
-        element = _PARTS.copy(("disk", *shape), lambda s=shape: _disk(*s))
+        element = _PARTS.copy(
+            ("disk", *shape), functools.partial(_disk, *shape)
+        )
         _xml.set_attr(element[_SOURCE], "dev" if block else "file", disk.path)
         devices.append(element)
 
