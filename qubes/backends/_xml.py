@@ -9,7 +9,6 @@ written in libvirt's documented order: identity, memory, CPUs, ``os``,
 from __future__ import annotations
 
 import functools
-
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
