@@ -115,6 +115,8 @@ def bench_start(starts: int) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             backend = _engine(tmp, name)
             app = _store(tmp, 0, backend)
+            if "hvm" not in backend.capabilities.virt_modes:
+                app.domains["sys-net"].virt_mode = "pvh"
             gc.collect()
             gc.disable()
             try:

@@ -94,8 +94,15 @@ class LocalQubesDB:
 
     def write_many(self, entries: dict[str, str]) -> None:
         """Set several paths at once (a domain's entries at start)."""
+        values = {}
         for path, value in entries.items():
-            self.write(path, value)
+            if _check(path).endswith("/"):
+                raise exc.QubesValueError(f"cannot write a folder: {path!r}")
+            values[path] = value.encode()
+        self._data.update(values)
+        if self._watches:
+            for path in values:
+                self._notify(path)
 
     def rm(self, path: str) -> None:
         """Remove *path*, or everything below it if it ends in ``/``."""

@@ -76,10 +76,12 @@ class LibvirtBackend:
             before_open=state_file.before_open if state_file else None,
         )
         self._xml_cache = XMLCache()
-        self._qubesdbs: dict[str, LocalQubesDB] = {}
+        self._qubesdbs: dict[uuid_module.UUID, LocalQubesDB] = {}
         #: domain handles by UUID, so that a state costs one call; each
         #: with the connection it belongs to
-        self._handles: dict[str, tuple[Any, libvirt.virDomain]] = {}
+        self._handles: dict[
+            uuid_module.UUID, tuple[Any, libvirt.virDomain]
+        ] = {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.uri}>"
@@ -150,15 +152,15 @@ class LibvirtBackend:
 
         The XML of an unchanged domain is built once and reused.
         """
-        xml = self._xml_cache.get_unchanged(str(vm.uuid))
+        xml = self._xml_cache.get_unchanged(vm.uuid)
         if xml is not None:
             return xml
         spec = domain_spec(vm)
-        xml = self._xml_cache.get(spec)
+        xml = self._xml_cache.get(vm.uuid, spec)
         if xml is None:
             self.check_spec(spec)
             xml = self.build_xml(spec)
-            self._xml_cache.put(spec, xml)
+            self._xml_cache.put(vm.uuid, spec, xml)
         return xml
 
     # -- lookups ------------------------------------------------------------
@@ -209,7 +211,7 @@ class LibvirtBackend:
 
     def get_power_state(self, vm: Any) -> PowerState:
         """*vm*'s power state; Halted when the engine does not know it."""
-        key = str(vm.uuid)
+        key = vm.uuid
         if not self._has_state():
             return PowerState.HALTED
         for _ in range(2):
@@ -226,13 +228,15 @@ class LibvirtBackend:
             return POWER_STATES.get(state, PowerState.TRANSIENT)
         return PowerState.HALTED
 
-    def _handle(self, key: str) -> libvirt.virDomain | None:
+    def _handle(self, key: uuid_module.UUID) -> libvirt.virDomain | None:
         entry = self._handles.get(key)
         if entry is None or entry[0] is not self.connection.raw_or_none:
             return None
         return entry[1]
 
-    def _keep_handle(self, key: str, dom: libvirt.virDomain) -> None:
+    def _keep_handle(
+        self, key: uuid_module.UUID, dom: libvirt.virDomain
+    ) -> None:
         self._handles[key] = (self.connection.raw_or_none, dom)
 
     def get_runtime_id(self, vm: Any) -> int | None:
@@ -280,7 +284,7 @@ class LibvirtBackend:
                 raise
             return dom
 
-        key = str(vm.uuid)
+        key = vm.uuid
         self._handles.pop(key, None)
         with self.mutation():
             dom = await self.connection.run("create", define_and_create, vm)
@@ -322,7 +326,7 @@ class LibvirtBackend:
         def act(conn: libvirt.virConnect) -> None:
             _undefine(self._lookup(conn, vm))
 
-        self._handles.pop(str(vm.uuid), None)
+        self._handles.pop(vm.uuid, None)
         try:
             with self.mutation():
                 await self.connection.run("undefine", act, vm)
@@ -331,11 +335,11 @@ class LibvirtBackend:
 
     def qubesdb(self, vm: Any) -> LocalQubesDB | None:
         """The QubesDB of a running *vm*, or None."""
-        return self._qubesdbs.get(str(vm.uuid))
+        return self._qubesdbs.get(vm.uuid)
 
     def forget(self, vm: Any) -> None:
         """Drop what is kept for a domain that stopped (its QubesDB)."""
-        qdb = self._qubesdbs.pop(str(vm.uuid), None)
+        qdb = self._qubesdbs.pop(vm.uuid, None)
         if qdb is not None:
             qdb.close()
 

@@ -203,29 +203,29 @@ class XMLCache:
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
-        self._entries: OrderedDict[str, list[Any]] = OrderedDict()
+        self._entries: OrderedDict[Any, list[Any]] = OrderedDict()
 
-    def get_unchanged(self, uuid: str) -> str | None:
-        """The XML of *uuid* if nothing in the model changed since."""
-        entry = self._entries.get(uuid)
+    def get_unchanged(self, key: Any) -> str | None:
+        """The XML of domain *key* if nothing in the model changed."""
+        entry = self._entries.get(key)
         if entry is not None and entry[0] == generation.current():
             xml: str = entry[2]
             return xml
         return None
 
-    def get(self, spec: DomainSpec) -> str | None:
-        """The XML built from an equal spec, or None."""
-        entry = self._entries.get(spec.uuid)
+    def get(self, key: Any, spec: DomainSpec) -> str | None:
+        """The XML of domain *key* built from an equal spec, or None."""
+        entry = self._entries.get(key)
         if entry is not None and entry[1] == spec:
             entry[0] = generation.current()
             xml: str = entry[2]
             return xml
         return None
 
-    def put(self, spec: DomainSpec, xml: str) -> None:
-        """Remember *xml* as built from *spec*."""
+    def put(self, key: Any, spec: DomainSpec, xml: str) -> None:
+        """Remember *xml* as domain *key*'s, built from *spec*."""
         entries = self._entries
-        entries[spec.uuid] = [generation.current(), spec, xml]
-        entries.move_to_end(spec.uuid)
+        entries[key] = [generation.current(), spec, xml]
+        entries.move_to_end(key)
         if len(entries) > self.size:
             entries.popitem(last=False)
