@@ -27,6 +27,7 @@ from qubes.backends import (
     PowerState,
     Subscription,
 )
+from qubes.backends._definitions import Definitions
 from qubes.backends._libvirt import Connection
 from qubes.backends._xml import XMLCache
 from qubes.backends.simulated import NodeFile
@@ -82,6 +83,8 @@ class LibvirtBackend:
         self._handles: dict[
             uuid_module.UUID, tuple[Any, libvirt.virDomain]
         ] = {}
+        self._definitions = Definitions()
+        self.connection.subscribe(self._definitions.on_event)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.uri}>"
@@ -271,20 +274,32 @@ class LibvirtBackend:
 
     async def start(self, vm: Any) -> None:
         """Define *vm* from :meth:`create_config` and start it; a failed
-        start leaves no definition behind."""
+        start leaves no definition behind. A domain whose definition in
+        the engine is still the one made from the same XML is started
+        without defining it again (see :mod:`._definitions`)."""
         xml = self.create_config(vm)
+        key = vm.uuid
+        kept = self._handle(key)
+        if kept is not None and not self._definitions.is_current(
+            key, self.connection.raw_or_none, xml
+        ):
+            kept = None
 
         def define_and_create(conn: libvirt.virConnect) -> libvirt.virDomain:
-            dom = conn.defineXML(xml)
+            dom = kept
+            if dom is None:
+                self._definitions.defining(key)
+                dom = conn.defineXML(xml)
             try:
                 dom.create()
             except libvirt.libvirtError:
+                self._definitions.forget(key)
                 with contextlib.suppress(libvirt.libvirtError):
                     _undefine(dom)
                 raise
+            self._definitions.defined(key, conn, xml)
             return dom
 
-        key = vm.uuid
         self._handles.pop(key, None)
         with self.mutation():
             dom = await self.connection.run("create", define_and_create, vm)
@@ -327,6 +342,7 @@ class LibvirtBackend:
             _undefine(self._lookup(conn, vm))
 
         self._handles.pop(vm.uuid, None)
+        self._definitions.forget(vm.uuid)
         try:
             with self.mutation():
                 await self.connection.run("undefine", act, vm)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import lxml.etree
 import pytest
 
 from qubes import exc
@@ -186,3 +187,62 @@ def test_transient_while_starting(host):
     )
     run(vm.start())
     assert seen == ["Transient"]
+
+
+def _definitions_seen(host, vm):
+    seen = []
+
+    def record(uuid, event):
+        if uuid == str(vm.uuid) and event == "defined":
+            seen.append(event)
+
+    host.backend.subscribe(record)
+    return seen
+
+
+def test_restart_of_an_unchanged_domain_keeps_its_definition(host):
+    vm = host.vm("work")
+    seen = _definitions_seen(host, vm)
+
+    async def scenario():
+        await vm.start()
+        await vm.kill()
+        await vm.start()
+        await vm.kill()
+        await asyncio.sleep(0.2)  # let the engine's events arrive
+
+    run(scenario())
+    assert seen.count("defined") == 1
+
+
+def test_a_change_defines_the_domain_again(host):
+    vm = host.vm("work")
+
+    async def scenario():
+        await vm.start()
+        await vm.kill()
+        vm.vcpus = 1
+        await vm.start()
+
+    run(scenario())
+    xml = lxml.etree.fromstring(vm.libvirt_domain.XMLDesc(0))
+    assert xml.findtext("vcpu") == "1"
+
+
+def test_a_definition_changed_outside_is_replaced_at_start(host):
+    vm = host.vm("work")
+
+    async def scenario():
+        await vm.start()
+        await vm.kill()
+        # As `virsh edit work` would: another definition behind our back.
+        edited = lxml.etree.fromstring(vm.libvirt_domain.XMLDesc(0))
+        edited.find("vcpu").text = "1"
+        conn = host.backend.connection.call("open", lambda c: c)
+        conn.defineXML(lxml.etree.tostring(edited, encoding="unicode"))
+        await asyncio.sleep(0.2)  # the engine's event of that definition
+        await vm.start()
+
+    run(scenario())
+    xml = lxml.etree.fromstring(vm.libvirt_domain.XMLDesc(0))
+    assert xml.findtext("vcpu") == str(vm.vcpus)
