@@ -13,7 +13,7 @@ from qubes.backends._base import LibvirtBackend
 from qubes.backends.kvm import _xml
 from qubes.backends.spec import DomainSpec
 
-__all__ = ["KVMBackend", "accelerated_types"]
+__all__ = ["KVMBackend", "accelerated_types", "kvm_runs_x86_64"]
 
 DOMAIN_TYPES = ("kvm", "qemu")
 
@@ -25,12 +25,29 @@ def accelerated_types(capabilities_xml: str) -> set[str]:
     return {str(kind) for kind in found}
 
 
+def kvm_runs_x86_64(domain_capabilities_xml: str) -> bool:
+    """Whether KVM can run an x86_64 guest, from libvirt's domain
+    capabilities for ``virttype='kvm'``.
+
+    A /dev/kvm can be there and still unusable: a nested KVM that does
+    not offer the baseline x86_64 CPU (qemu64) starts a guest and then
+    stalls on its first instructions. libvirt finds that out when it
+    probes QEMU, and marks the model unusable.
+    """
+    root = lxml.etree.fromstring(domain_capabilities_xml.encode())
+    usable = root.xpath(
+        "cpu/mode[@name='custom']/model[text()='qemu64']/@usable"
+    )
+    return bool(usable) and usable[0] == "yes"
+
+
 class KVMBackend(LibvirtBackend):
     """HVM domains on QEMU, with hardware acceleration (``kvm``) where
     the host offers it and software emulation (``qemu``) otherwise.
 
     :param domain_type: ``kvm`` or ``qemu``; by default read from the
-        engine's capabilities: ``kvm`` when offered, else ``qemu``
+        engine's capabilities: ``kvm`` when offered and able to run an
+        x86_64 guest (:func:`kvm_runs_x86_64`), else ``qemu``
     :param uplink: the libvirt network netvms without a netvm use
     :param log_dir: where each guest's serial console is logged, as
         ``guest-NAME.log``; None for no log
@@ -61,12 +78,24 @@ class KVMBackend(LibvirtBackend):
     def domain_type(self) -> str:
         """``kvm`` or ``qemu``, decided once per backend."""
         if self._domain_type is None:
-            caps = self.connection.call(
-                "capabilities", lambda c: c.getCapabilities()
-            )
-            offered = accelerated_types(caps)
-            self._domain_type = "kvm" if "kvm" in offered else "qemu"
+            self._domain_type = "kvm" if self._kvm_usable() else "qemu"
         return self._domain_type
+
+    def _kvm_usable(self) -> bool:
+        caps = self.connection.call(
+            "capabilities", lambda c: c.getCapabilities()
+        )
+        if "kvm" not in accelerated_types(caps):
+            return False
+        try:
+            domain_caps = self.connection.call(
+                "capabilities",
+                lambda c: c.getDomainCapabilities(None, "x86_64", None, "kvm"),
+            )
+        except exc.QubesBackendError:
+            # An engine without domain capabilities: trust the offer.
+            return True
+        return kvm_runs_x86_64(domain_caps)
 
     @property
     def engine_capabilities(self) -> Capabilities:
