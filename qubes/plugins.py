@@ -34,6 +34,8 @@ _BUILTIN: dict[str, dict[str, str]] = {
     },
     GROUP_STORAGE: {
         "file": "qubes.storage.file:FilePool",
+        "qcow2": "qubes.storage.qcow2:Qcow2Pool",
+        "dir": "qubes.storage.dir:DirPool",
         "linux-kernel": "qubes.storage.kernels:LinuxKernelPool",
     },
 }

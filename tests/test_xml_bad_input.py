@@ -184,17 +184,38 @@ def _domain_node(root, name):
     return domain
 
 
-@pytest.fixture
-def kernel_store(tmp_path, sample_path):
-    """The sample with its kernel pool in tmp_path, holding only
-    REAL_KERNEL (empty files); work uses MISSING_KERNEL."""
-    kernels = tmp_path / "vm-kernels"
+def _volumes_on_disk(path):
+    """Make every volume of the store at *path* (its pools in tmp)."""
+    app = qubes.Qubes(str(path), backend=get_backend("xen", "test:///default"))
+
+    async def create():
+        for vm in app.domains:
+            if vm.qid:
+                await vm.create_on_disk()
+
+    asyncio.run(create())
+
+
+def _pools_in(root, folder):
+    """Point the sample's pools below *folder*; the kernel pool's path."""
+    (files,) = root.xpath("pools/pool[@name='varlibqubes']")
+    files.set("dir_path", str(folder / "varlibqubes"))
+    kernels = folder / "vm-kernels"
     (kernels / REAL_KERNEL).mkdir(parents=True)
     for name in ("vmlinuz", "initramfs"):
         (kernels / REAL_KERNEL / name).write_bytes(b"")
-    root = lxml.etree.parse(str(sample_path)).getroot()
     (pool,) = root.xpath("pools/pool[@name='linux-kernel']")
     pool.set("dir_path", str(kernels))
+    return kernels
+
+
+@pytest.fixture
+def kernel_store(tmp_path, sample_path):
+    """The sample with its pools in tmp_path and its volumes made, the
+    kernel pool holding only REAL_KERNEL (empty files); work uses
+    MISSING_KERNEL."""
+    root = lxml.etree.parse(str(sample_path)).getroot()
+    _pools_in(root, tmp_path)
     work = _domain_node(root, "work")
     lxml.etree.SubElement(
         work.find("properties"), "property", name="kernel"
@@ -202,6 +223,7 @@ def kernel_store(tmp_path, sample_path):
     (volume,) = work.xpath("volume-config/volume[@name='kernel']")
     volume.set("vid", MISSING_KERNEL)
     sample_path.write_bytes(lxml.etree.tostring(root))
+    _volumes_on_disk(sample_path)
     return sample_path
 
 
@@ -251,14 +273,10 @@ def test_kernel_set_to_a_missing_version_is_what_start_checks(
     # The store's kernel volume says REAL_KERNEL; the property is then
     # changed, as qvm-prefs would: the start must use (and check) the
     # kernel the property names.
-    kernels = tmp_path / "vm-kernels"
-    (kernels / REAL_KERNEL).mkdir(parents=True)
-    for name in ("vmlinuz", "initramfs"):
-        (kernels / REAL_KERNEL / name).write_bytes(b"")
-    text = sample_path.read_text().replace(
-        "/var/lib/qubes/vm-kernels", str(kernels)
-    )
-    sample_path.write_text(text)
+    root = lxml.etree.parse(str(sample_path)).getroot()
+    _pools_in(root, tmp_path)
+    sample_path.write_bytes(lxml.etree.tostring(root))
+    _volumes_on_disk(sample_path)
     app = qubes.Qubes(str(sample_path), backend=engine)
     work = app.domains["work"]
     work.kernel = MISSING_KERNEL

@@ -129,7 +129,7 @@ def _disks(vm: Any) -> tuple[DiskSpec, ...]:
     # The kernel disk is the current kernel's; without a kernel of the
     # pool (kernel ''), the domain boots its own and gets none.
     kernel = vm.storage.kernel_volume()
-    if kernel is None:
+    if kernel is None or not kernel.attached:
         volumes.pop("kernel", None)
     else:
         volumes["kernel"] = kernel

@@ -7,11 +7,21 @@ A domain's ``volume-config`` says, per volume (``root``, ``private``,
 
 - ``rw``: the domain may write to it;
 - ``snap_on_start``: at start it is a fresh snapshot of ``source``
-  (another domain's volume), its changes dropped at stop;
+  (another domain's volume, in the same pool), its changes dropped at
+  stop;
 - ``save_on_stop``: changes are kept when the domain stops;
-- ``revisions_to_keep``: how many old copies a save keeps;
+- ``revisions_to_keep``: how many earlier versions are kept, one taken
+  at each start;
 - ``ephemeral``: its content is encrypted with a key that dies with
-  the domain (volatile volumes).
+  the domain (not done by the drivers here: a volume asking for it is
+  refused with :class:`~qubes.exc.QubesUnsupportedError`).
+
+From these, every volume has one :attr:`Volume.role`, and the lifecycle
+is written once, here, on top of a few primitives each driver provides
+(make an empty volume, make a snapshot of another, discard, keep a
+revision, import data). :class:`Storage` runs it for all the volumes of
+a domain, at create, start, stop and remove; a failure in any step
+undoes the steps before it.
 
 The configuration strings are kept exactly as read, so qubes.xml round-
 trips; :class:`Volume` gives the typed view.
@@ -19,27 +29,38 @@ trips; :class:`Volume` gives the typed view.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from qubes import exc, generation, plugins
 from qubes.properties import parse_bool
 
-__all__ = ["Pool", "UnknownDriverPool", "Volume", "Storage", "make_pool"]
+__all__ = [
+    "Pool",
+    "UnknownDriverPool",
+    "Volume",
+    "Storage",
+    "make_pool",
+    "PERSISTENT",
+    "SNAPSHOT",
+    "VOLATILE",
+    "READ_ONLY",
+]
 
-#: volume-config attributes, in the order new configurations are written
-VOLUME_ATTRIBUTES = (
-    "name",
-    "pool",
-    "vid",
-    "revisions_to_keep",
-    "rw",
-    "save_on_stop",
-    "snap_on_start",
-    "size",
-    "source",
-    "ephemeral",
-)
+log = logging.getLogger(__name__)
 
+#: kept at stop, made empty when the domain is created (private, and a
+#: template's root)
+PERSISTENT = "persistent"
+#: a copy of its source, made at each start (an AppVM's root)
+SNAPSHOT = "snapshot"
+#: empty at each start, dropped at stop (volatile)
+VOLATILE = "volatile"
+#: given, never written (kernel)
+READ_ONLY = "read-only"
 
 _FLAGS = {"True": True, "False": False}
 
@@ -58,6 +79,12 @@ class Volume:
     :param config: the volume-config attributes (strings)
     :raises QubesStorageError: an attribute has an invalid value
     """
+
+    #: how the engine sees the volume: ``raw`` or ``qcow2`` images, or a
+    #: ``dir`` (a folder, for containers)
+    format = "raw"
+    #: whether the volume is given to the domain as a disk
+    attached = True
 
     def __init__(self, pool: Pool, config: dict[str, str]) -> None:
         self.pool = pool
@@ -80,9 +107,17 @@ class Volume:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.pool.name}:{self.vid}>"
 
-    #: how the engine sees the volume: ``raw`` or ``qcow2`` images, or a
-    #: ``dir`` (a folder, for containers)
-    format = "raw"
+    @property
+    def role(self) -> str:
+        """:data:`PERSISTENT`, :data:`SNAPSHOT`, :data:`VOLATILE` or
+        :data:`READ_ONLY`."""
+        if self.snap_on_start:
+            return SNAPSHOT
+        if self.save_on_stop:
+            return PERSISTENT
+        if self.rw:
+            return VOLATILE
+        return READ_ONLY
 
     @property
     def path(self) -> str:
@@ -90,16 +125,103 @@ class Volume:
 
         :raises QubesUnsupportedError: the pool's driver is not installed
         """
-        raise exc.QubesUnsupportedError(
+        raise self._unsupported()
+
+    def _unsupported(self) -> exc.QubesUnsupportedError:
+        return exc.QubesUnsupportedError(
             f"volume {self.name!r}: pool {self.pool.name!r} has driver "
-            f"{self.pool.config.get('driver')!r}, which is not installed"
+            f"{self.pool.config.get('driver')!r}, which cannot do that"
         )
+
+    # -- what a driver provides -----------------------------------------
+
+    def exists(self) -> bool:
+        """Whether the volume's data is there."""
+        raise self._unsupported()
+
+    def source_exists(self) -> bool:
+        """Whether the source of a snapshot is there."""
+        raise self._unsupported()
+
+    def make_empty(self) -> None:
+        """Make the volume, empty (replacing what is there)."""
+        raise self._unsupported()
+
+    def make_snapshot(self) -> None:
+        """Make the volume a fresh snapshot of its source."""
+        raise self._unsupported()
+
+    def discard(self) -> None:
+        """Remove the volume's data; nothing if there is none."""
+        raise self._unsupported()
+
+    def keep_revision(self) -> None:
+        """Keep the data as it is now as a revision, and drop revisions
+        beyond :attr:`revisions_to_keep`."""
+        raise self._unsupported()
+
+    def discard_revisions(self) -> None:
+        """Remove every kept revision."""
+
+    def import_data(self, source: str) -> None:
+        """Replace the volume's data with a copy of *source* (an image
+        file, or a folder for folder pools)."""
+        raise self._unsupported()
+
+    # -- the lifecycle, the same for every driver -------------------------
 
     def verify(self) -> None:
         """Check that the volume can be used to start a domain.
 
-        :raises QubesStorageError: it cannot
+        :raises QubesStorageError: its data (or its source) is missing
         """
+        if self.ephemeral:
+            raise exc.QubesUnsupportedError(
+                f"volume {self.name!r}: ephemeral volumes are not supported "
+                f"by pool {self.pool.name!r}"
+            )
+        role = self.role
+        if role == PERSISTENT and not self.exists():
+            raise exc.QubesStorageError(
+                f"volume {self.name!r} is missing: no {self.path}"
+            )
+        if role == SNAPSHOT and not self.source_exists():
+            raise exc.QubesStorageError(
+                f"volume {self.name!r}: its source {self.source!r} is "
+                f"missing in pool {self.pool.name!r}"
+            )
+
+    async def create(self) -> None:
+        """At domain creation: make a persistent volume, empty."""
+        if self.role == PERSISTENT and not self.exists():
+            await _blocking(self.make_empty)
+
+    async def start(self) -> None:
+        """Before the domain starts: a snapshot is taken, a volatile
+        volume emptied, a persistent one's revision kept."""
+        role = self.role
+        if role == SNAPSHOT:
+            await _blocking(self.make_snapshot)
+        elif role == VOLATILE:
+            await _blocking(self.make_empty)
+        elif role == PERSISTENT and self.revisions_to_keep > 0:
+            await _blocking(self.keep_revision)
+
+    async def stop(self) -> None:
+        """After the domain stopped: what was not to be kept goes."""
+        if self.role in (SNAPSHOT, VOLATILE):
+            await _blocking(self.discard)
+
+    async def remove(self) -> None:
+        """With the domain: the data and every revision go."""
+        if self.role != READ_ONLY:
+            await _blocking(self.discard)
+            await _blocking(self.discard_revisions)
+
+
+async def _blocking(func: Callable[[], None]) -> None:
+    # File copies and mounts block: off the event loop.
+    await asyncio.to_thread(func)
 
 
 class Pool:
@@ -141,7 +263,7 @@ class UnknownDriverPool(Pool):
     """A pool whose driver is not installed here.
 
     Its configuration is kept and saved as read; its volumes can be
-    described but not used: a backend that needs one raises
+    described but not used: using one raises
     :class:`~qubes.exc.QubesUnsupportedError` instead.
     """
 
@@ -160,7 +282,8 @@ def make_pool(name: str, config: dict[str, str]) -> Pool:
 
 
 class Storage:
-    """A domain's volumes, built from its ``volume_config`` on first use.
+    """A domain's volumes, built from its ``volume_config`` on first use,
+    and their lifecycle.
 
     :param vm: the domain
     """
@@ -192,8 +315,7 @@ class Storage:
                 f"volume {config.get('name')!r}: no pool {pool_name!r}",
                 domain=self.vm.name,
             )
-        volume: Volume = pool.init_volume(self.vm, config)
-        return volume
+        return pool.init_volume(self.vm, config)
 
     def kernel_volume(self) -> Volume | None:
         """The kernel volume of the domain's current kernel, or None.
@@ -210,6 +332,73 @@ class Storage:
             config = dict(volume.config, vid=kernel)
             volume = volume.pool.init_volume(self.vm, config)
         return volume
+
+    def _in_use(self) -> list[Volume]:
+        # The kernel volume is the one of the current kernel.
+        found = [v for n, v in self.volumes.items() if n != "kernel"]
+        kernel = self.kernel_volume()
+        if kernel is not None:
+            found.append(kernel)
+        return found
+
+    def verify(self) -> None:
+        """Check every volume can be used for a start.
+
+        :raises QubesStorageError: one cannot; the error names it
+        """
+        # The kernel first: a kernel that is not installed is the likelier
+        # mistake, and says more than the disks that follow from it.
+        for volume in reversed(self._in_use()):
+            self._located(volume.verify)
+
+    def _located(self, func: Callable[[], None]) -> None:
+        try:
+            func()
+        except exc.QubesException as err:
+            err.locate(domain=self.vm.name)
+            raise
+
+    async def create(self) -> None:
+        """Make the volumes of a new domain; on failure, remove those
+        made."""
+        await self._each("create", "remove")
+
+    async def start(self) -> None:
+        """Prepare every volume for a start; on failure, stop those
+        prepared."""
+        await self._each("start", "stop")
+
+    async def stop(self) -> None:
+        """Release every volume after a stop; every volume is tried, and
+        the first failure is raised after."""
+        failure: BaseException | None = None
+        for volume in self._in_use():
+            try:
+                await volume.stop()
+            except Exception as err:  # the next volumes still go
+                log.warning("%s: volume %s: %s", self.vm.name, volume.name, err)
+                failure = failure or err
+        if failure is not None:
+            raise failure
+
+    async def remove(self) -> None:
+        """Remove every volume of a domain being removed."""
+        for volume in self.volumes.values():
+            await volume.remove()
+
+    async def _each(self, step: str, undo: str) -> None:
+        done: list[Volume] = []
+        try:
+            for volume in self._in_use():
+                await getattr(volume, step)()
+                done.append(volume)
+        except BaseException as err:
+            for volume in reversed(done):
+                with contextlib.suppress(Exception):
+                    await getattr(volume, undo)()
+            if isinstance(err, exc.QubesException):
+                err.locate(domain=self.vm.name)
+            raise
 
     def invalidate(self) -> None:
         """Forget the built volumes (after the configuration changed)."""

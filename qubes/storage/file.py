@@ -1,8 +1,11 @@
-"""The ``file`` pool driver: each volume is an image file under a folder.
+"""The ``file`` pool driver: each volume is a raw sparse image file.
 
 A volume ``appvms/work/private`` of a pool with ``dir_path=/var/lib/qubes``
-is the file ``/var/lib/qubes/appvms/work/private.img``. A volume with
-``snap_on_start`` reads through to its ``source`` volume's image.
+is the file ``/var/lib/qubes/appvms/work/private.img``. A snapshot (an
+AppVM's root) is a copy of its source's image, made at start — a
+reflink where the filesystem shares blocks, otherwise a sparse copy —
+and removed at stop. A revision is a copy taken at start, kept as
+``NAME.img.revTIME``.
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ from __future__ import annotations
 import os
 
 from qubes.storage import Pool, Volume
+from qubes.storage import _files as files
 
 __all__ = ["FilePool", "FileVolume"]
 
 
 class FileVolume(Volume):
-    """A volume stored as one image file."""
+    """A volume stored as one raw image file."""
 
     pool: FilePool
 
@@ -34,6 +38,43 @@ class FileVolume(Volume):
         if self.source is None:
             return None
         return self.pool.image_path(self.source)
+
+    def exists(self) -> bool:
+        """Whether the image is there."""
+        return os.path.isfile(self._path)
+
+    def source_exists(self) -> bool:
+        """Whether the source image is there."""
+        source = self.source_path
+        return source is not None and os.path.isfile(source)
+
+    def make_empty(self) -> None:
+        """A new sparse image of the volume's size."""
+        files.sparse_file(self._path, self.size)
+
+    def make_snapshot(self) -> None:
+        """A copy of the source image."""
+        assert self.source_path is not None
+        files.copy_file(self.source_path, self._path)
+
+    def discard(self) -> None:
+        """Remove the image."""
+        files.remove(self._path)
+
+    def keep_revision(self) -> None:
+        """Copy the image as a revision; drop the oldest beyond the
+        number to keep."""
+        if os.path.isfile(self._path):
+            files.copy_file(self._path, files.revision_path(self._path))
+        files.prune(self._path, self.revisions_to_keep)
+
+    def discard_revisions(self) -> None:
+        """Remove every revision."""
+        files.prune(self._path, 0)
+
+    def import_data(self, source: str) -> None:
+        """Replace the image with a copy of *source*."""
+        files.copy_file(source, self._path)
 
 
 class FilePool(Pool):

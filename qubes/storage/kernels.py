@@ -38,6 +38,19 @@ class KernelVolume(Volume):
         """As a disk, the kernel volume is its modules image."""
         return self.modules
 
+    @property
+    def attached(self) -> bool:
+        """Whether the domain gets the modules image as a disk: unless
+        the kernel is installed here without one (its modules built in,
+        or in its initramfs). A kernel that is not installed here (the
+        simulated host's) is described as Qubes ships it, with one."""
+        installed = os.path.isdir(self.kernel_dir)
+        return not installed or os.path.isfile(self.modules)
+
+    def exists(self) -> bool:
+        """Whether the kernel is installed."""
+        return os.path.isfile(self.vmlinuz)
+
     def verify(self) -> None:
         """Check that the kernel and its initramfs are installed.
 

@@ -6,6 +6,7 @@ qvm-create --class AppVM --label red [--template T] NAME
 from __future__ import annotations
 
 import argparse
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,7 +77,8 @@ def _body(args: argparse.Namespace) -> int:
         props["template"] = args.template
     if args.klass == "DispVM" and "dispid" not in props:
         props["dispid"] = str(app.domains.get_new_unused_dispid(9999))
-    app.add_new_vm(cls, name=args.name, label=args.label, **props)
+    vm = app.add_new_vm(cls, name=args.name, label=args.label, **props)
+    asyncio.run(vm.create_on_disk())
     app.save()
     return 0
 

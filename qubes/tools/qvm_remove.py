@@ -9,6 +9,7 @@ removed unless every named domain can be.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
 
@@ -51,7 +52,11 @@ def _body(args: argparse.Namespace) -> int:
         if vm.is_running():
             raise exc.QubesVMNotHaltedError(vm, "is running; stop it first")
         del app.domains[vm]
+    # The store first: a domain whose volumes could not all be removed is
+    # gone from the store all the same, and says which were left.
     app.save()
+    for vm in vms:
+        asyncio.run(vm.remove_from_disk())
     return 0
 
 

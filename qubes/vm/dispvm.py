@@ -82,6 +82,7 @@ class DispVM(NetVMMixin, QubesVM):
         if not self.auto_cleanup or self not in self.app.domains:
             return
         self.log.info("removing: auto_cleanup is set")
+        await self.remove_from_disk()
         del self.app.domains[self]
         self.app.save()
 

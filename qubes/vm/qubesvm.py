@@ -326,8 +326,9 @@ class QubesVM(BaseVM):
         await self.fire_event_async("domain-pre-start", pre_event=True)
         self.log.info("starting")
         self._starting = True
+        volumes_started = False
         try:
-            self._verify_volumes()
+            volumes_started = await self._start_volumes()
             await self.app.backend.start(self)
             self._stop_handled = False
             await self.fire_event_async("domain-spawn")
@@ -336,7 +337,7 @@ class QubesVM(BaseVM):
             await self.fire_event_async("domain-start")
         except BaseException as err:
             self._starting = False
-            await self._undo_start()
+            await self._undo_start(volumes_started)
             if isinstance(err, exc.QubesException):
                 err.locate(domain=self.name)
             self.log.info("start failed: %s", err)
@@ -344,19 +345,20 @@ class QubesVM(BaseVM):
             raise
         self.log.info("started")
 
-    def _verify_volumes(self) -> None:
-        # A simulated host has no disks to check.
-        if self.app.backend.capabilities.simulated:
-            return
-        for name, volume in self.volumes.items():
-            if name == "kernel":
-                continue
-            volume.verify()
-        kernel = self.storage.kernel_volume()
-        if kernel is not None:
-            kernel.verify()
+    def _real_disks(self) -> bool:
+        # A simulated host has no disks: its volumes are only described.
+        return not self.app.backend.capabilities.simulated
 
-    async def _undo_start(self) -> None:
+    async def _start_volumes(self) -> bool:
+        """Check and prepare the volumes; whether there was anything to
+        prepare."""
+        if not self._real_disks():
+            return False
+        self.storage.verify()
+        await self.storage.start()
+        return True
+
+    async def _undo_start(self, volumes_started: bool) -> None:
         backend = self.app.backend
         try:
             if backend.get_power_state(self) != "Halted":
@@ -367,6 +369,24 @@ class QubesVM(BaseVM):
             await backend.undefine(self)
             backend.forget(self)
             self._stop_handled = True
+            if volumes_started:
+                await self.storage.stop()
+
+    async def create_on_disk(self) -> None:
+        """Make the volumes of a new domain (nothing on a simulated
+        host); on failure, none is left."""
+        if self._real_disks():
+            await self.storage.create()
+
+    async def remove_from_disk(self) -> None:
+        """Remove the volumes of a domain being removed.
+
+        :raises QubesVMNotHaltedError: it is not halted
+        """
+        if not self.is_halted():
+            raise exc.QubesVMNotHaltedError(self, "is running; stop it first")
+        if self._real_disks():
+            await self.storage.remove()
 
     #: (model generation, entries) of the last start
     _qdb_entries: tuple[int, dict[str, str]] | None = None
@@ -483,7 +503,11 @@ class QubesVM(BaseVM):
         self.log.info("stopped")
         await self.fire_event_async("domain-stopped")
         self.app.backend.forget(self)
-        await self.fire_event_async("domain-shutdown")
+        try:
+            if self._real_disks():
+                await self.storage.stop()
+        finally:
+            await self.fire_event_async("domain-shutdown")
 
     # -- QubesDB ------------------------------------------------------------
 

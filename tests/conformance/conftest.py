@@ -134,6 +134,13 @@ def _make_store(root: pathlib.Path, backend: Any) -> Any:
     app.default_dispvm = dvm
     app.add_new_vm("AppVM", name="work", label="blue")
     app.save()
+
+    async def create_volumes() -> None:
+        for vm in app.domains:
+            if vm.qid:
+                await vm.create_on_disk()
+
+    asyncio.run(create_volumes())
     return app
 
 

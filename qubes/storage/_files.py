@@ -1,0 +1,111 @@
+"""File operations the pool drivers share, with errors in one form.
+
+Every failure becomes a :class:`~qubes.exc.QubesStorageError` naming the
+file and what was attempted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+
+from qubes import exc
+
+__all__ = [
+    "storage_errors",
+    "run",
+    "sparse_file",
+    "copy_file",
+    "remove",
+    "revisions",
+    "revision_path",
+    "prune",
+]
+
+
+@contextlib.contextmanager
+def storage_errors(what: str, path: str) -> Iterator[None]:
+    """Turn an ``OSError`` inside the block into a storage error."""
+    try:
+        yield
+    except OSError as err:
+        raise exc.QubesStorageError(
+            f"cannot {what} {path}: {err.strerror or err}"
+        ) from err
+
+
+def run(command: Sequence[str], what: str, path: str) -> str:
+    """Run a command; its output, or a storage error with its stderr."""
+    try:
+        done = subprocess.run(
+            list(command), capture_output=True, text=True, check=False
+        )
+    except OSError as err:
+        raise exc.QubesStorageError(
+            f"cannot {what} {path}: {command[0]}: {err.strerror or err}"
+        ) from err
+    if done.returncode != 0:
+        message = done.stderr.strip().splitlines()
+        raise exc.QubesStorageError(
+            f"cannot {what} {path}: "
+            + (message[-1] if message else f"exit status {done.returncode}")
+        )
+    return done.stdout
+
+
+def sparse_file(path: str, size: int) -> None:
+    """A new, empty (sparse) file of *size* bytes, replacing any."""
+    with storage_errors("create", path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as file:
+            file.truncate(size)
+
+
+def copy_file(source: str, target: str) -> None:
+    """Copy an image, sharing blocks where the filesystem can and
+    keeping holes, replacing *target*."""
+    with storage_errors("create", target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+    run(
+        ["cp", "--reflink=auto", "--sparse=always", "--", source, target],
+        "copy to",
+        target,
+    )
+
+
+def remove(path: str) -> None:
+    """Remove a file or a folder tree; nothing if it is not there."""
+    with storage_errors("remove", path):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.unlink(path)
+
+
+def revision_path(path: str) -> str:
+    """A new revision's name: *path* with the time it was taken."""
+    return f"{path}.rev{time.time_ns()}"
+
+
+def revisions(path: str) -> list[str]:
+    """The revisions of *path*, oldest first."""
+    folder, base = os.path.split(path)
+    prefix = base + ".rev"
+    try:
+        names = os.listdir(folder or ".")
+    except FileNotFoundError:
+        return []
+    found = [n for n in names if n.startswith(prefix)]
+    found.sort(key=lambda n: int(n[len(prefix) :] or 0))
+    return [os.path.join(folder, n) for n in found]
+
+
+def prune(path: str, keep: int) -> None:
+    """Remove the oldest revisions of *path* beyond *keep*."""
+    old = revisions(path)
+    for stale in old[: max(0, len(old) - keep)]:
+        remove(stale)

@@ -1,0 +1,134 @@
+"""The ``dir`` pool driver: volumes are folders (for containers).
+
+A volume ``appvms/work/private`` of a pool with ``dir_path=/srv/qubes``
+is the folder ``/srv/qubes/appvms/work/private``. A snapshot (an AppVM's
+root) is an overlay mounted at start on that folder: the source folder
+(its template's root) below, read-only, and an upper folder of the
+domain's own above, removed at stop, so the AppVM's changes to its root
+are discarded. A revision is a copy taken at start, kept as
+``NAME.revTIME``.
+
+Mounting needs root, and the engine must see the mounts: a container
+engine that runs in a mount namespace of its own sees a mount made
+after it started only below a shared mount point (the project's test
+set-up keeps its pools there).
+"""
+
+from __future__ import annotations
+
+import os
+
+from qubes.storage import Pool, Volume
+from qubes.storage import _files as files
+
+__all__ = ["DirPool", "DirVolume"]
+
+
+def _is_mount(path: str) -> bool:
+    return os.path.ismount(path)
+
+
+class DirVolume(Volume):
+    """A volume stored as a folder."""
+
+    pool: DirPool
+    format = "dir"
+
+    def __init__(self, pool: Pool, config: dict[str, str]) -> None:
+        super().__init__(pool, config)
+        self._path = self.pool.folder(self.vid)
+
+    @property
+    def path(self) -> str:
+        """The folder of this volume (for a snapshot, the overlay)."""
+        return self._path
+
+    @property
+    def source_path(self) -> str | None:
+        """The folder this volume is an overlay of, when it has one."""
+        if self.source is None:
+            return None
+        return self.pool.folder(self.source)
+
+    @property
+    def _upper(self) -> str:
+        return self._path + ".upper"
+
+    def exists(self) -> bool:
+        """Whether the folder is there."""
+        return os.path.isdir(self._path)
+
+    def source_exists(self) -> bool:
+        """Whether the folder below the overlay is there."""
+        source = self.source_path
+        return source is not None and os.path.isdir(source)
+
+    def make_empty(self) -> None:
+        """A new, empty folder."""
+        self.discard()
+        with files.storage_errors("create", self._path):
+            os.makedirs(self._path)
+
+    def make_snapshot(self) -> None:
+        """Mount an overlay: the source below, a fresh upper folder."""
+        source = self.source_path
+        assert source is not None
+        self.discard()
+        upper, work = self._upper + "/data", self._upper + "/work"
+        with files.storage_errors("create", self._path):
+            for folder in (upper, work, self._path):
+                os.makedirs(folder)
+        options = f"lowerdir={source},upperdir={upper},workdir={work}"
+        files.run(
+            ["mount", "-t", "overlay", "overlay", "-o", options, self._path],
+            "mount an overlay on",
+            self._path,
+        )
+
+    def discard(self) -> None:
+        """Unmount the overlay if there is one; remove the folders."""
+        if _is_mount(self._path):
+            files.run(["umount", self._path], "unmount", self._path)
+        files.remove(self._path)
+        files.remove(self._upper)
+
+    def keep_revision(self) -> None:
+        """Copy the folder as a revision; drop the oldest beyond the
+        number to keep."""
+        if os.path.isdir(self._path):
+            target = files.revision_path(self._path)
+            files.run(
+                ["cp", "-a", "--reflink=auto", self._path, target],
+                "copy",
+                self._path,
+            )
+        files.prune(self._path, self.revisions_to_keep)
+
+    def discard_revisions(self) -> None:
+        """Remove every revision."""
+        files.prune(self._path, 0)
+
+    def import_data(self, source: str) -> None:
+        """Replace the folder's content with a copy of folder *source*."""
+        self.make_empty()
+        files.run(
+            ["cp", "-a", "--reflink=auto", source + "/.", self._path],
+            "copy into",
+            self._path,
+        )
+
+
+class DirPool(Pool):
+    """Folders under ``dir_path``."""
+
+    driver = "dir"
+    volume_class = DirVolume
+
+    @property
+    def dir_path(self) -> str:
+        """The folder that holds the volumes."""
+        return self.config.get("dir_path", "/var/lib/qubes")
+
+    def folder(self, vid: str) -> str:
+        """The folder of the volume with id *vid*."""
+        return os.path.join(self.dir_path, vid)
