@@ -35,6 +35,7 @@ from qubes.storage import Pool, make_pool
 from qubes.store import StoreFile, default_store_path
 from qubes.vm import BaseVM
 from qubes.vm.qubesvm import _setter_kernel
+from qubes.vm.templatevm import TemplateVM
 from qubes.writer import write_store
 
 __all__ = ["Qubes"]
@@ -128,7 +129,9 @@ class Qubes(PropertyHolder):
     :raises QubesStoreNotFoundError: *load* and there is no such file
     """
 
-    default_template = _global_vm("TemplateVM of new AppVMs.")
+    default_template = _global_vm(
+        "TemplateVM of new AppVMs.", vmclass=TemplateVM
+    )
     default_netvm = _global_vm(
         "netvm of domains that do not set one.", setter=_setter_netvm
     )
@@ -418,6 +421,11 @@ class Qubes(PropertyHolder):
             qid = self.domains.get_new_unused_qid()
         vm = cls(self, None, qid=qid, **kwargs)
         vm.require_properties(4)
+        # The template a new domain gets is its own from then on, not
+        # whatever the global default becomes later (its volumes are
+        # made from this one).
+        if "template" in cls._property_index:
+            vm.property_keep_default("template")
         if not vm.volume_config and hasattr(vm, "default_volume_config"):
             vm.volume_config = vm.default_volume_config()
         return self.domains.add(vm)

@@ -1,8 +1,8 @@
 """``app.domains``: the domains of a store, looked up in constant time.
 
-Three indexes are kept in step: by qid, by name and by UUID. A rename
-(``property-set:name`` on a domain) moves the name index entry, and the
-collection refuses a second domain with the same qid, name or UUID.
+Three indexes are kept in step: by qid, by name and by UUID (all three
+write-once on a domain), and the collection refuses a second domain with
+the same qid, name or UUID.
 Iteration follows the order of insertion, which for a loaded store is
 the order of qubes.xml, so a file round-trips unchanged.
 """
@@ -114,25 +114,6 @@ class VMCollection:
         generation.bump()
         self.app.fire_event("domain-add", vm=vm)
         return vm
-
-    def check_rename(self, vm: Any, new_name: str) -> None:
-        """Refuse to rename *vm* to a name another domain has.
-
-        :raises QubesDuplicateError: the name is taken
-        """
-        other = self._by_name.get(new_name)
-        if other is not None and other is not vm:
-            raise exc.QubesDuplicateError(
-                f"name {new_name!r} is already used", domain=vm.name
-            )
-
-    def renamed(self, vm: Any, old_name: str) -> None:
-        """Move *vm*'s entry in the name index after a rename."""
-        new_name = vm.name
-        generation.bump()
-        if self._by_name.get(old_name) is vm:
-            del self._by_name[old_name]
-            self._by_name[new_name] = vm
 
     def __delitem__(self, key: Any) -> None:
         """Remove a domain nothing refers to.

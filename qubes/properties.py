@@ -257,12 +257,20 @@ class Property:
 
     def __delete__(self, holder: Any) -> None:
         self._check_writable(holder)
-        generation.bump()
         name = self.__name__
         values = holder._property_values
         if not holder.events_enabled:
+            generation.bump()
             values.pop(name, None)
             return
+        if not self.has_default:
+            raise exc.QubesPropertyAccessError(
+                "has no default to return to; set another value instead",
+                domain=_holder_name(holder),
+                prop=name,
+            )
+        self._check_default(holder)
+        generation.bump()
         old = self._old_value(holder)
         holder.fire_event(
             "property-pre-reset:" + name,
@@ -272,6 +280,20 @@ class Property:
         )
         values.pop(name, None)
         holder.fire_event("property-reset:" + name, name=name, oldvalue=old)
+
+    def _check_default(self, holder: Any) -> None:
+        # Resetting is setting the default: the setter's checks apply.
+        if self._setter is None or not self.has_default:
+            return
+        name = self.__name__
+        values = holder._property_values
+        current = values.pop(name, _NO_DEFAULT)
+        try:
+            default = self.get_default(holder)
+        finally:
+            if current is not _NO_DEFAULT:
+                values[name] = current
+        self.coerce(holder, default)
 
     def load(self, holder: Any, text: str) -> None:
         """Set the property from its XML text, firing no event.
@@ -373,6 +395,14 @@ class PropertyHolder(Emitter):
         """The default of *name*, whether or not it is set."""
         return self.property_get_def(name).get_default(self)
 
+    def property_keep_default(self, name: str) -> None:
+        """Make *name*'s current default its explicit value (saved from
+        then on), without events: nothing changes but its origin."""
+        prop = self.property_get_def(name)
+        if name not in self._property_values:
+            self._property_values[name] = prop.get_default(self)
+            generation.bump()
+
     def property_reset(self, name: str) -> None:
         """Reset *name* to its default, firing the reset events."""
         self.property_get_def(name).__delete__(self)
@@ -439,6 +469,10 @@ class PropertyHolder(Emitter):
         return element
 
 
+def _article(noun: str) -> str:
+    return ("an " if noun[:1] in "AEIOU" else "a ") + noun
+
+
 class VMProperty(Property):
     """A property whose value is another domain (or ``None``).
 
@@ -484,8 +518,8 @@ class VMProperty(Property):
         vm = domains[value]
         if self.vmclass is not None and not isinstance(vm, self.vmclass):
             raise exc.QubesPropertyValueError(
-                f"{vm.name!r} is a {type(vm).__name__}, "
-                f"not a {self.vmclass.__name__}",
+                f"{vm.name!r} is {_article(type(vm).__name__)}, "
+                f"not {_article(self.vmclass.__name__)}",
                 value=value,
             )
         return vm

@@ -225,13 +225,6 @@ def test_duplicate_qid_is_refused(app):
     assert "fresh" not in app.domains
 
 
-def test_renamed_domain_is_found_under_its_new_name_only(app):
-    work = app.domains["work"]
-    work.name = "office"
-    assert app.domains["office"] is work
-    assert "work" not in app.domains
-
-
 # -- removing domains --------------------------------------------------------
 
 

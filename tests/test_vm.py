@@ -113,13 +113,6 @@ def test_log_is_named_after_the_domain(app):
     assert log.name == "vm.work"
 
 
-def test_log_follows_a_rename(app):
-    work = app.domains["work"]
-    assert work.log.name == "vm.work"
-    work.name = "office"
-    assert work.log.name == "vm.office"
-
-
 def test_new_domain_fires_domain_init_only(app, recording_appvm):
     app.add_new_vm("AppVM", name="fresh", label="red")
     events = [e for n, e in recording_appvm.seen if n == "fresh"]
@@ -195,10 +188,20 @@ def test_appvm_is_based_on_its_template(app):
     assert work in template.appvms
 
 
-def test_new_appvm_template_defaults_to_default_template(app):
+def test_new_appvm_gets_the_default_template_as_its_own(app):
     vm = app.add_new_vm("AppVM", name="fresh", label="red")
     assert vm.template is app.default_template
-    assert vm.property_is_default("template")
+    # Its own from now on: a later change of the global default does not
+    # move it away from the template its volumes were made from.
+    assert not vm.property_is_default("template")
+
+
+def test_changing_the_template_moves_the_root_source(app):
+    app.add_new_vm("TemplateVM", name="tpl2", label="black")
+    work = app.domains["work"]
+    work.template = "tpl2"
+    assert work.volume_config["root"]["source"] == "vm-templates/tpl2/root"
+    assert work.volumes["root"].source == "vm-templates/tpl2/root"
 
 
 @pytest.mark.parametrize("other", ["sys-net", "dom0"])

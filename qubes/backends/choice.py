@@ -9,6 +9,10 @@ In order of precedence:
    QEMU, then the simulated host, whose state file lies beside
    qubes.xml.
 
+The backend and the URI are chosen each on its own: ``--backend kvm``
+with ``QUBES_LIBVIRT_URI`` pointing at a simulated host runs the KVM
+dialect on that simulated host.
+
 A URI alone implies its backend (``qemu:`` is kvm, ``lxc:`` is lxc,
 ``xen:`` and ``test:`` are xen); a backend alone runs on its default
 URI. A ``test:///PATH.xml`` URI is a simulated host keeping its state
@@ -110,12 +114,34 @@ def autodetect(base_dir: str) -> Choice:
     )
 
 
+def _first(
+    sources: list[tuple[str, str | None, str | None]], index: int
+) -> tuple[int, str, str | None]:
+    for rank, source in enumerate(sources):
+        if source[index]:
+            return rank, source[0], source[index]
+    return len(sources), "", None
+
+
+def _implied(uri: str) -> str | None:
+    # A test: URI takes any dialect; the others say theirs.
+    if uri.startswith("test:"):
+        return None
+    return backend_for_uri(uri)
+
+
 def choose(app: Any, name: str | None = None, uri: str | None = None) -> Choice:
     """The backend *app* uses (see the module's description).
 
+    The backend name and the URI are each taken from the first place
+    that gives one. Where the two disagree (``--backend lxc`` with a
+    ``qemu:`` URI from the environment), the one from the higher place
+    wins and the other is dropped; from the same place, it is an error.
+
     :raises QubesBackendNotFoundError: a named backend does not exist
+    :raises QubesValueError: a backend and a URI from one place disagree
     """
-    sources = (
+    sources = [
         ("the command line", name, uri),
         (
             "the environment",
@@ -123,8 +149,29 @@ def choose(app: Any, name: str | None = None, uri: str | None = None) -> Choice:
             os.environ.get("QUBES_LIBVIRT_URI") or None,
         ),
         ("qubes.xml", app.vmm_backend, app.vmm_uri),
-    )
-    for source, chosen_name, chosen_uri in sources:
-        if chosen_name or chosen_uri:
-            return Choice(_make(chosen_name, chosen_uri), f"set by {source}")
-    return autodetect(app.base_dir)
+    ]
+    name_rank, name_from, chosen_name = _first(sources, 1)
+    uri_rank, uri_from, chosen_uri = _first(sources, 2)
+    if chosen_name is None and chosen_uri is None:
+        return autodetect(app.base_dir)
+    implied = _implied(chosen_uri) if chosen_uri else None
+    if chosen_name and implied and implied != chosen_name:
+        if name_rank == uri_rank:
+            raise exc.QubesValueError(
+                f"URI {chosen_uri!r} is not one of the {chosen_name} "
+                f"backend (both from {name_from})"
+            )
+        if name_rank < uri_rank:
+            chosen_uri, uri_from = None, ""
+        else:
+            chosen_name, name_from = None, ""
+    if chosen_name and chosen_uri:
+        if name_from == uri_from:
+            reason = f"set by {name_from}"
+        else:
+            reason = f"backend set by {name_from}, URI by {uri_from}"
+    elif chosen_name:
+        reason = f"set by {name_from}, on the backend's own URI"
+    else:
+        reason = f"set by {uri_from}, with the backend its URI implies"
+    return Choice(_make(chosen_name, chosen_uri), reason)

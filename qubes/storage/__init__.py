@@ -83,8 +83,11 @@ class Volume:
     #: how the engine sees the volume: ``raw`` or ``qcow2`` images, or a
     #: ``dir`` (a folder, for containers)
     format = "raw"
-    #: whether the volume is given to the domain as a disk
-    attached = True
+
+    @property
+    def attached(self) -> bool:
+        """Whether the volume is given to the domain as a disk."""
+        return True
 
     def __init__(self, pool: Pool, config: dict[str, str]) -> None:
         self.pool = pool

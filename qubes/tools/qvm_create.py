@@ -61,6 +61,10 @@ def _properties(args: argparse.Namespace, cls: Any) -> dict[str, str]:
                 f"--property wants NAME=VALUE, not {item!r}"
             )
         cls.property_get_def(name)
+        if name in ("name", "label", "template"):
+            raise exc.QubesValueError(
+                f"give {name} with its own option, not as --property"
+            )
         props[name] = value
     return props
 

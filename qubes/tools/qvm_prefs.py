@@ -90,6 +90,8 @@ def _act(app: Any, holder: Any, args: argparse.Namespace) -> int:
         _list(holder, args.hide_default)
         return 0
     prop = holder.property_get_def(args.property)
+    if args.get and args.value is not None:
+        raise exc.QubesValueError("--get takes no value")
     if args.default:
         if args.value is not None:
             raise exc.QubesValueError("--default takes no value")

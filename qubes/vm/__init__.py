@@ -26,7 +26,6 @@ import lxml.etree
 
 from qubes import exc
 from qubes.devices import DeviceManager
-from qubes.events import handler
 from qubes.features import Features
 from qubes.properties import (
     Deferred,
@@ -111,7 +110,13 @@ class BaseVM(PropertyHolder):
     :param kwargs: initial property values (new domain)
     """
 
-    name = Property(setter=_setter_name, doc="The domain's name, unique.")
+    # Write-once, as on Qubes: a domain's name is in its volumes' paths
+    # and its engine definition; qvm-clone and qvm-remove rename.
+    name = Property(
+        setter=_setter_name,
+        write_once=True,
+        doc="The domain's name, unique; it cannot change.",
+    )
     qid = Property(
         type=int,
         setter=_setter_qid,
@@ -300,15 +305,6 @@ class BaseVM(PropertyHolder):
                     domain=self.location_name(),
                     prop=name,
                 )
-
-    @handler("property-pre-set:name")
-    def _check_new_name(self, event: str, **kwargs: Any) -> None:
-        self.app.domains.check_rename(self, kwargs["newvalue"])
-
-    @handler("property-set:name")
-    def _renamed(self, event: str, **kwargs: Any) -> None:
-        self.app.domains.renamed(self, kwargs["oldvalue"])
-        self.init_log()
 
     def references_to(self, vm: BaseVM) -> list[str]:
         """Where this domain refers to *vm*: property names and devices."""

@@ -53,6 +53,37 @@ class AdminVM(BaseVM):
         """dom0 runs whenever this code runs."""
         return "Running"
 
+    def _not_managed(self, action: str) -> exc.QubesVMError:
+        return exc.QubesVMError(
+            self, f"dom0 cannot be {action}: it runs this code"
+        )
+
+    async def start(self) -> None:
+        """Refused: dom0 is not started by this package."""
+        raise self._not_managed("started")
+
+    async def shutdown(self, **kwargs: Any) -> None:
+        """Refused: dom0 is not shut down by this package."""
+        raise self._not_managed("shut down")
+
+    async def kill(self) -> None:
+        """Refused: dom0 is not killed by this package."""
+        raise self._not_managed("killed")
+
+    async def pause(self) -> None:
+        """Refused: dom0 is not paused by this package."""
+        raise self._not_managed("paused")
+
+    async def unpause(self) -> None:
+        """Refused: dom0 is never paused."""
+        raise self._not_managed("unpaused")
+
+    def create_config_file(self) -> str:
+        """Refused: dom0 has no libvirt domain XML of this package."""
+        raise exc.QubesUnsupportedError(
+            "dom0 is not defined by a backend", domain="dom0"
+        )
+
     def is_running(self) -> bool:
         """dom0 runs whenever this code runs."""
         return True

@@ -231,6 +231,34 @@ class QubesVM(BaseVM):
         doc="Domain that plays this domain's sound.",
     )
 
+    @handler("property-pre-set:template", "property-pre-reset:template")
+    def _template_changes_only_when_halted(
+        self, event: str, **kwargs: Any
+    ) -> None:
+        if not self.is_halted():
+            raise exc.QubesVMNotHaltedError(
+                self, "cannot change its template while running"
+            )
+
+    @handler("property-set:template", "property-reset:template")
+    def _volumes_follow_the_template(self, event: str, **kwargs: Any) -> None:
+        # Snapshot volumes are made from the template's: name the new
+        # template's as their source, and qubes.xml with it.
+        fresh = self.default_volume_config()
+        for name, config in self.volume_config.items():
+            new = fresh.get(name)
+            if (
+                new
+                and config.get("snap_on_start") == "True"
+                and "source" in new
+            ):
+                config["source"] = new["source"]
+        self.storage.invalidate()
+
+    def default_volume_config(self) -> dict[str, dict[str, str]]:
+        """The volume configuration of a new domain of this class."""
+        return {}
+
     @handler("property-set:kernel", "property-reset:kernel")
     def _kernel_volume_follows(self, event: str, **kwargs: Any) -> None:
         # The kernel volume names the kernel, as on Qubes: keep it so,
@@ -379,12 +407,14 @@ class QubesVM(BaseVM):
             await self.storage.create()
 
     async def remove_from_disk(self) -> None:
-        """Remove the volumes of a domain being removed.
+        """Remove what a domain being removed leaves: its definition in
+        the engine and its volumes.
 
         :raises QubesVMNotHaltedError: it is not halted
         """
         if not self.is_halted():
             raise exc.QubesVMNotHaltedError(self, "is running; stop it first")
+        await self.app.backend.undefine(self)
         if self._real_disks():
             await self.storage.remove()
 
@@ -463,7 +493,10 @@ class QubesVM(BaseVM):
 
         :raises QubesVMNotRunningError: it is not running
         """
-        if self.get_power_state() != "Running":
+        state = self.get_power_state()
+        if state == "Paused":
+            raise exc.QubesVMError(self, "is already paused")
+        if state != "Running":
             raise exc.QubesVMNotRunningError(self, "is not running")
         await self.app.backend.pause(self)
         await self.fire_event_async("domain-paused")

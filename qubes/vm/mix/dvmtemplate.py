@@ -10,12 +10,21 @@ from qubes.properties import Property
 __all__ = ["DVMTemplateMixin"]
 
 
+#: properties that must name a disposable template
+_DISPVM_REFERENCES = ("default_dispvm", "management_dispvm")
+
+
 def _setter_template_for_dispvms(vm: Any, prop: Property, value: bool) -> bool:
     if not value and vm.events_enabled:
-        users = [d.name for d in vm.dispvms]
+        users = sorted(d.name for d in vm.dispvms)
+        users += [
+            where
+            for where in vm.app.references_to(vm)
+            if where.rsplit(".", 1)[-1].split()[-1] in _DISPVM_REFERENCES
+        ]
         if users:
             raise exc.QubesPropertyValueError(
-                "DispVMs still use it: " + ", ".join(sorted(users)),
+                "still the disposable template of " + ", ".join(users),
                 value=value,
             )
     return value

@@ -90,10 +90,12 @@ def setter_netvm(vm: Any, prop: Property, value: Any) -> Any:
 
 def _setter_provides_network(vm: Any, prop: Property, value: bool) -> bool:
     if not value and vm.events_enabled:
-        users = [d.name for d in vm.connected_vms]
+        users = sorted(d.name for d in vm.connected_vms)
+        if vm.app.default_netvm is vm:
+            users.append("global default_netvm")
         if users:
             raise exc.QubesPropertyValueError(
-                "still the netvm of " + ", ".join(sorted(users)), value=value
+                "still the netvm of " + ", ".join(users), value=value
             )
     return value
 
