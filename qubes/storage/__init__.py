@@ -318,7 +318,8 @@ class Storage:
                 f"volume {config.get('name')!r}: no pool {pool_name!r}",
                 domain=self.vm.name,
             )
-        return pool.init_volume(self.vm, config)
+        volume: Volume = pool.init_volume(self.vm, config)
+        return volume
 
     def kernel_volume(self) -> Volume | None:
         """The kernel volume of the domain's current kernel, or None.
