@@ -417,6 +417,10 @@ class Qubes(PropertyHolder):
         """
         if isinstance(cls, str):
             cls = self.get_vm_class(cls)
+        if getattr(cls, "uuid_is_generated", True) is False:
+            raise exc.QubesValueError(
+                f"a {cls.__name__} cannot be created: there is only dom0"
+            )
         if qid is None:
             qid = self.domains.get_new_unused_qid()
         vm = cls(self, None, qid=qid, **kwargs)

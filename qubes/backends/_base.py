@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import uuid as uuid_module
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -35,6 +36,8 @@ from qubes.backends.spec import DomainSpec, domain_spec
 from qubes.qdb import LocalQubesDB
 
 __all__ = ["LibvirtBackend", "POWER_STATES"]
+
+log = logging.getLogger(__name__)
 
 #: libvirt's domain states, in Qubes' words
 POWER_STATES = {
@@ -278,6 +281,7 @@ class LibvirtBackend:
         the engine is still the one made from the same XML is started
         without defining it again (see :mod:`._definitions`)."""
         xml = self.create_config(vm)
+        log.debug("%s: %s", vm.name, xml)
         key = vm.uuid
         kept = self._handle(key)
         if kept is not None and not self._definitions.is_current(

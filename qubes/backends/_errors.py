@@ -14,7 +14,7 @@ import libvirt
 
 from qubes import exc
 
-__all__ = ["translate", "is_connection_lost"]
+__all__ = ["translate", "is_connection_lost", "first_line"]
 
 #: operations whose "operation invalid" means the domain does not run
 _NEEDS_RUNNING = frozenset(
@@ -39,6 +39,13 @@ _UNSUPPORTED_CODES = frozenset(
 )
 
 
+def first_line(err: libvirt.libvirtError) -> str:
+    """libvirt's message, without the context lines some messages carry
+    (a parser's excerpt and caret)."""
+    text = err.get_error_message() or str(err)
+    return text.strip().splitlines()[0] if text.strip() else "unknown error"
+
+
 def is_connection_lost(err: libvirt.libvirtError) -> bool:
     """Whether *err* means the connection to the engine is gone."""
     return (
@@ -57,7 +64,7 @@ def translate(
     :param vm: the domain concerned, if any
     """
     code = err.get_error_code()
-    message = f"{op}: {err.get_error_message() or err}"
+    message = f"{op}: {first_line(err)}"
     if is_connection_lost(err):
         return exc.QubesConnectionError(f"{uri}: {message}")
     if code == libvirt.VIR_ERR_NO_DOMAIN:

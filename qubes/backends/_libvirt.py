@@ -38,7 +38,7 @@ import libvirt
 
 from qubes import exc
 from qubes.backends import EventCallback, LifecycleEvent
-from qubes.backends._errors import is_connection_lost, translate
+from qubes.backends._errors import first_line, is_connection_lost, translate
 
 __all__ = ["Connection", "LIFECYCLE_EVENTS"]
 
@@ -176,9 +176,16 @@ class Connection:
             try:
                 conn = libvirt.open(self.uri)
             except libvirt.libvirtError as err:
+                hint = ""
+                if self.uri.startswith("test:///") and self.uri.endswith(
+                    ".xml"
+                ):
+                    hint = (
+                        " (a simulated host's state file: remove it to "
+                        "start afresh, with every domain halted)"
+                    )
                 raise exc.QubesConnectionError(
-                    f"cannot connect to {self.uri}: "
-                    f"{err.get_error_message() or err}"
+                    f"cannot connect to {self.uri}: {first_line(err)}{hint}"
                 ) from err
             self._conn = conn
             self._register(conn)
@@ -242,6 +249,7 @@ class Connection:
         """
         for attempt in (1, 2):
             conn = self._conn or self._open()
+            log.debug("%s: %s", self.uri, op)
             try:
                 return func(conn)
             except libvirt.libvirtError as err:

@@ -41,7 +41,8 @@ class QubesArgumentParser(argparse.ArgumentParser):
             "-v",
             action="count",
             default=0,
-            help="say more: -v what changes state, -vv each libvirt call",
+            help="say more: -v what changes state, -vv also each engine call, "
+            "event and the XML sent",
         )
         self.add_argument(
             "--uri",
@@ -55,6 +56,8 @@ def load_app(args: argparse.Namespace) -> Any:
     """Load the store the options name, with the backend they name."""
     import qubes
 
+    if args.qubesxml == "":
+        raise exc.QubesValueError("--qubesxml names no file")
     app = qubes.Qubes(args.qubesxml)
     if getattr(args, "backend", None) or getattr(args, "uri", None):
         app.use_backend(args.backend, args.uri)
@@ -94,6 +97,8 @@ def _set_up_logging(verbose: int) -> None:
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
         root.addHandler(handler)
     root.setLevel(level)
+    # asyncio's own debug lines say nothing about domains.
+    logging.getLogger("asyncio").setLevel(logging.WARNING)
 
 
 def display(value: Any) -> str:

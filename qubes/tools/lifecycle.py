@@ -19,6 +19,13 @@ from qubes.tools import QubesArgumentParser, load_app, run
 __all__ = ["start", "shutdown", "kill", "pause", "unpause"]
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a positive number: {text}")
+    return value
+
+
 def _parser(prog: str, description: str) -> QubesArgumentParser:
     parser = QubesArgumentParser(prog=prog, description=description)
     parser.add_argument("domains", nargs="+", metavar="VMNAME")
@@ -41,9 +48,9 @@ def _start(args: argparse.Namespace) -> int:
     if not args.dry_run:
         return _run_each(args, "start")
     app = load_app(args)
+    configs = [app.domains[name].create_config_file() for name in args.domains]
     print(f"<!-- {app.backend.describe()} -->")
-    for name in args.domains:
-        xml = app.domains[name].create_config_file()
+    for xml in configs:
         tree = lxml.etree.fromstring(xml.encode())
         print(lxml.etree.tostring(tree, pretty_print=True).decode(), end="")
     return 0
@@ -68,7 +75,7 @@ def shutdown(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=0,
         metavar="SEC",
         help="seconds to wait (default: shutdown_timeout)",

@@ -151,6 +151,7 @@ def _select(app: Any, args: argparse.Namespace) -> list[Any]:
     excluded = {app.domains[n] for n in args.exclude}
     vms = [vm for vm in vms if vm not in excluded]
     if args.klass:
+        app.get_vm_class(args.klass)
         vms = [vm for vm in vms if vm.klass == args.klass]
     for tag in args.tags:
         vms = [vm for vm in vms if tag in vm.tags]
@@ -181,6 +182,11 @@ def _body(args: argparse.Namespace) -> int:
         return 0
     vms = _select(app, args)
     if args.raw_list:
+        if args.fields or args.format != "simple":
+            raise exc.QubesValueError(
+                "--raw-list prints names only; --fields and --format "
+                "do not go with it"
+            )
         for vm in vms:
             print(vm.name)
         return 0

@@ -41,7 +41,8 @@ def get_parser() -> QubesArgumentParser:
         default="list",
         choices=sorted(ACTIONS),
         metavar="ACTION",
-        help="list (default), add or del",
+        help="list (default; also ls, l), add (a, set) or del (d, unset, u); "
+        "list TAG exits 1 when the domain does not carry TAG",
     )
     parser.add_argument("tags", nargs="*", metavar="TAG")
     return parser
