@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import libvirt
+import lxml.etree
 
 from qubes import exc
 from qubes.backends import (
@@ -87,6 +88,8 @@ class LibvirtBackend:
             uuid_module.UUID, tuple[Any, libvirt.virDomain]
         ] = {}
         self._definitions = Definitions()
+        #: (connection, network name) known to run
+        self._networks_up: set[tuple[Any, str]] = set()
         self.connection.subscribe(self._definitions.on_event)
 
     def __repr__(self) -> str:
@@ -116,6 +119,11 @@ class LibvirtBackend:
     def build_xml(self, spec: DomainSpec) -> str:
         """The domain XML of *spec*, in this backend's dialect."""
         raise NotImplementedError
+
+    def networks(self, spec: DomainSpec) -> list[tuple[str, int]]:
+        """The libvirt networks the domain is plugged into that this
+        backend makes: (name, qid of the netvm behind it)."""
+        return []
 
     def describe(self) -> str:
         """One line: backend, URI and engine, for the tools."""
@@ -282,6 +290,10 @@ class LibvirtBackend:
         without defining it again (see :mod:`._definitions`)."""
         xml = self.create_config(vm)
         log.debug("%s: %s", vm.name, xml)
+        spec = self._xml_cache.spec(vm.uuid)
+        if spec is not None:
+            for name, qid in self.networks(spec):
+                await self._ensure_network(name, qid)
         key = vm.uuid
         kept = self._handle(key)
         if kept is not None and not self._definitions.is_current(
@@ -309,6 +321,27 @@ class LibvirtBackend:
             dom = await self.connection.run("create", define_and_create, vm)
         self._keep_handle(key, dom)
         self._qubesdbs[key] = LocalQubesDB(vm.name)
+
+    async def _ensure_network(self, name: str, qid: int) -> None:
+        """Define and start network *name* unless it runs (once per
+        connection)."""
+        conn = self.connection.raw_or_none
+        if conn is not None and (conn, name) in self._networks_up:
+            return
+
+        def ensure(conn: libvirt.virConnect) -> None:
+            try:
+                network = conn.networkLookupByName(name)
+            except libvirt.libvirtError as err:
+                if err.get_error_code() != libvirt.VIR_ERR_NO_NETWORK:
+                    raise
+                network = conn.networkDefineXML(network_xml(name, qid))
+            if not network.isActive():
+                network.create()
+
+        with self.mutation():
+            await self.connection.run("network", ensure)
+        self._networks_up.add((self.connection.raw_or_none, name))
 
     async def _domain_call(self, op: str, vm: Any, method: str) -> None:
         def act(conn: libvirt.virConnect) -> None:
@@ -367,6 +400,17 @@ class LibvirtBackend:
         """Close the engine connection; it reopens on next use."""
         self._handles.clear()
         self.connection.close()
+
+
+def network_xml(name: str, qid: int) -> str:
+    """An isolated libvirt network on bridge ``qbrQID``: no address and
+    no forwarding on the host's side; the netvm is the gateway."""
+    network = lxml.etree.Element("network")
+    lxml.etree.SubElement(network, "name").text = name
+    lxml.etree.SubElement(
+        network, "bridge", {"name": f"qbr{qid}", "stp": "off", "delay": "0"}
+    )
+    return str(lxml.etree.tostring(network, encoding="unicode"))
 
 
 def _state_of(dom: libvirt.virDomain) -> Any:

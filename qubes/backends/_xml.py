@@ -213,6 +213,11 @@ class XMLCache:
             return xml
         return None
 
+    def spec(self, key: Any) -> DomainSpec | None:
+        """The spec the XML of domain *key* was last built from."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry[1]
+
     def get(self, key: Any, spec: DomainSpec) -> str | None:
         """The XML of domain *key* built from an equal spec, or None."""
         entry = self._entries.get(key)

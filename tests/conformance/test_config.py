@@ -60,3 +60,24 @@ def test_xml_names_the_domain_and_its_uuid(host):
     xml = lxml.etree.fromstring(vm.create_config_file())
     assert xml.findtext("name") == "work"
     assert xml.findtext("uuid") == str(vm.uuid)
+
+
+def test_netvm_networks_exist_once_domains_run(host):
+    """KVM and LXC plug a domain into its netvm's libvirt network, which
+    the backend makes at the netvm's (or its client's) start."""
+    import asyncio
+
+    asyncio.run(host.vm("work").start())
+    names = [name for name, _ in host.backend.networks(_spec(host, "work"))]
+    if not names:
+        assert host.backend.name == "xen"  # vifs, no libvirt network
+        return
+    conn = host.backend.connection.call("open", lambda c: c)
+    for name in names:
+        assert conn.networkLookupByName(name).isActive()
+
+
+def _spec(host, name):
+    from qubes.backends.spec import domain_spec
+
+    return domain_spec(host.vm(name))

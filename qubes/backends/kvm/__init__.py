@@ -108,6 +108,10 @@ class KVMBackend(LibvirtBackend):
             networking="a libvirt network per netvm (qubes-NETVM)",
         )
 
+    def networks(self, spec: DomainSpec) -> list[tuple[str, int]]:
+        """The netvm's network, and a netvm's own."""
+        return _xml.networks(spec)
+
     def build_xml(self, spec: DomainSpec) -> str:
         """The KVM domain XML of *spec*."""
         log_file = None

@@ -25,7 +25,7 @@ from qubes.backends import _xml
 from qubes.backends._xml import sub
 from qubes.backends.spec import DomainSpec
 
-__all__ = ["build", "network_name", "KERNEL_CMDLINE"]
+__all__ = ["build", "network_name", "networks", "KERNEL_CMDLINE"]
 
 
 #: the command line before the domain's kernelopts; qubes.name tells the
@@ -44,6 +44,17 @@ _LOG = 0  # <serial>: log, target
 def network_name(netvm: str) -> str:
     """The libvirt network behind netvm *netvm*."""
     return "qubes-" + netvm
+
+
+def networks(spec: DomainSpec) -> list[tuple[str, int]]:
+    """(name, qid) of the ``qubes-NETVM`` networks *spec* is plugged
+    into: its netvm's, and its own when it provides network."""
+    found = []
+    if spec.net is not None:
+        found.append((network_name(spec.net.netvm), spec.net.netvm_qid))
+    if spec.provides_network:
+        found.append((network_name(spec.name), spec.qid))
+    return found
 
 
 def _hotplug(spec: DomainSpec) -> bool:

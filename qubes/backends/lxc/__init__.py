@@ -31,6 +31,10 @@ class LXCBackend(LibvirtBackend):
         """Containers: pv and pvh domains; no hotplug, no PCI."""
         return self._CAPABILITIES
 
+    def networks(self, spec: DomainSpec) -> list[tuple[str, int]]:
+        """The netvm's network, and a netvm's own."""
+        return _xml.networks(spec)
+
     def build_xml(self, spec: DomainSpec) -> str:
         """The LXC domain XML of *spec*."""
         return _xml.build(spec)

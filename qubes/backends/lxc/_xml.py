@@ -29,10 +29,10 @@ from lxml.etree import _Element as Element
 from qubes import exc
 from qubes.backends import _xml
 from qubes.backends._xml import sub
-from qubes.backends.kvm._xml import network_name
+from qubes.backends.kvm._xml import network_name, networks
 from qubes.backends.spec import DomainSpec
 
-__all__ = ["build", "idmap_target", "IDMAP_BASE", "IDMAP_COUNT"]
+__all__ = ["build", "idmap_target", "networks", "IDMAP_BASE", "IDMAP_COUNT"]
 
 
 #: host uid/gid of uid 0 in the container of qid 0; qid N starts N ranges
