@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import uuid as uuid_module
 from collections.abc import Iterator
@@ -120,9 +121,9 @@ class LibvirtBackend:
         """The domain XML of *spec*, in this backend's dialect."""
         raise NotImplementedError
 
-    def networks(self, spec: DomainSpec) -> list[tuple[str, int]]:
+    def networks(self, spec: DomainSpec) -> list[str]:
         """The libvirt networks the domain is plugged into that this
-        backend makes: (name, qid of the netvm behind it)."""
+        backend makes."""
         return []
 
     def describe(self) -> str:
@@ -292,8 +293,8 @@ class LibvirtBackend:
         log.debug("%s: %s", vm.name, xml)
         spec = self._xml_cache.spec(vm.uuid)
         if spec is not None:
-            for name, qid in self.networks(spec):
-                await self._ensure_network(name, qid)
+            for name in self.networks(spec):
+                await self._ensure_network(name)
         key = vm.uuid
         kept = self._handle(key)
         if kept is not None and not self._definitions.is_current(
@@ -322,7 +323,7 @@ class LibvirtBackend:
         self._keep_handle(key, dom)
         self._qubesdbs[key] = LocalQubesDB(vm.name)
 
-    async def _ensure_network(self, name: str, qid: int) -> None:
+    async def _ensure_network(self, name: str) -> None:
         """Define and start network *name* unless it runs (once per
         connection)."""
         conn = self.connection.raw_or_none
@@ -335,7 +336,7 @@ class LibvirtBackend:
             except libvirt.libvirtError as err:
                 if err.get_error_code() != libvirt.VIR_ERR_NO_NETWORK:
                     raise
-                network = conn.networkDefineXML(network_xml(name, qid))
+                network = conn.networkDefineXML(network_xml(name))
             if not network.isActive():
                 network.create()
 
@@ -402,13 +403,15 @@ class LibvirtBackend:
         self.connection.close()
 
 
-def network_xml(name: str, qid: int) -> str:
-    """An isolated libvirt network on bridge ``qbrQID``: no address and
-    no forwarding on the host's side; the netvm is the gateway."""
+def network_xml(name: str) -> str:
+    """An isolated libvirt network: no address and no forwarding on the
+    host's side; the netvm is the gateway. Its bridge is named after a
+    hash of the network's name (bridge names are at most 15 bytes)."""
+    bridge = "qbr" + hashlib.sha1(name.encode()).hexdigest()[:10]
     network = lxml.etree.Element("network")
     lxml.etree.SubElement(network, "name").text = name
     lxml.etree.SubElement(
-        network, "bridge", {"name": f"qbr{qid}", "stp": "off", "delay": "0"}
+        network, "bridge", {"name": bridge, "stp": "off", "delay": "0"}
     )
     return str(lxml.etree.tostring(network, encoding="unicode"))
 

@@ -1,10 +1,17 @@
 """The conformance suite: what every backend must do, on every engine.
 
-Each test takes the ``host`` fixture: a store of its own (a template,
-a netvm ``sys-net``, an AppVM ``work``, a disposable template ``dvm``)
-whose domains run on one engine. Which engines run is chosen with
-``--engine NAME`` (repeatable) or ``QUBES_TEST_ENGINES`` (comma-
+Each test takes the ``host`` fixture: a store of its own (a template
+``tpl``, a netvm ``sys-net``, an AppVM ``work``, a disposable template
+``dvm``) whose domains run on one engine. Which engines run is chosen
+with ``--engine NAME`` (repeatable) or ``QUBES_TEST_ENGINES`` (comma-
 separated); by default the three backends on libvirt's test driver.
+Real engines (``kvm-qemu``, ``lxc-libvirt``) need root, a running
+libvirtd (``scripts/libvirtd-ctl start``) and the test template
+(``scripts/build-template``); where they are missing, their tests are
+skipped with the reason.
+
+On a real engine, domains get a name prefix of their own in each test
+(``host.vm("work")`` finds it), since the engine outlives the test.
 """
 
 from __future__ import annotations
@@ -18,17 +25,11 @@ from typing import Any
 import pytest
 
 import qubes
-import qubes.backends
-from qubes.backends.simulated import NodeFile
+from engines import ENGINES, MIB, Engine, make_engine, marker_boot, prefix_for
 
-#: engine name -> (backend, kind of engine)
-ENGINES = {
-    "xen-test": ("xen", "test"),
-    "kvm-test": ("kvm", "test"),
-    "lxc-test": ("lxc", "test"),
-}
 DEFAULT_ENGINES = ("xen-test", "kvm-test", "lxc-test")
-KERNEL = "6.1.0-test"
+#: a private volume small enough to format quickly under emulation
+PRIVATE_SIZE = 64 * MIB
 
 
 def pytest_addoption(parser: Any) -> None:
@@ -36,7 +37,8 @@ def pytest_addoption(parser: Any) -> None:
         "--engine",
         action="append",
         default=[],
-        help="run the conformance suite on this engine: " + ", ".join(ENGINES),
+        help="run the conformance suite on this engine: "
+        + ", ".join(ENGINES),
     )
 
 
@@ -62,9 +64,10 @@ def pytest_generate_tests(metafunc: Any) -> None:
 class Host:
     """A store and its domains on one engine, for one test."""
 
-    engine: str
+    engine: Engine
     app: Any
     root: pathlib.Path
+    prefix: str
     events: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -72,7 +75,12 @@ class Host:
         return self.app.backend
 
     def vm(self, name: str) -> Any:
-        return self.app.domains[name]
+        """The domain the test calls *name* (its real name may carry the
+        test's prefix)."""
+        return self.app.domains[self.prefix + name]
+
+    def short(self, vm: Any) -> str:
+        return str(vm.name)[len(self.prefix) :]
 
     def record(self, *names: str) -> None:
         """Record every ``domain-*`` event of these domains."""
@@ -80,10 +88,27 @@ class Host:
             self.vm(name).add_handler("domain-*", self._record)
 
     def _record(self, vm: Any, event: str, **kwargs: Any) -> None:
-        self.events.append((vm.name, event))
+        self.events.append((self.short(vm), event))
 
     def events_of(self, name: str) -> list[str]:
         return [event for who, event in self.events if who == name]
+
+    # -- guests (real engines) --------------------------------------------
+
+    async def booted(self, name: str, boot: int, timeout: float = 90) -> None:
+        """Wait until the guest's init reports boot number *boot*."""
+        vm = self.vm(name)
+
+        def done() -> bool:
+            return marker_boot(self.engine.console(vm), vm.name) >= boot
+
+        await wait_for(done, timeout)
+
+    def private_read(self, name: str, path: str) -> str | None:
+        return self.engine.private_read(self.vm(name), path)
+
+    def private_write(self, name: str, path: str, text: str) -> None:
+        self.engine.private_write(self.vm(name), path, text)
 
 
 async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
@@ -93,46 +118,40 @@ async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
     while not predicate():
         if loop.time() > deadline:
             raise AssertionError(f"not true within {timeout} s: {predicate}")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
 
 
-def _test_driver_backend(name: str, root: pathlib.Path) -> Any:
-    # A node file of its own: the test driver's private state, so that
-    # tests do not see each other's domains. Built directly, not through
-    # the backend choice, so it is an engine with real storage checks,
-    # not the simulated host.
-    node = root / "engine-node.xml"
-    NodeFile(str(node)).before_open()
-    return qubes.backends.get_backend(name, uri=f"test://{node}")
-
-
-def _install_kernel(root: pathlib.Path) -> pathlib.Path:
-    kernels = root / "vm-kernels"
-    version = kernels / KERNEL
-    version.mkdir(parents=True)
-    for name in ("vmlinuz", "initramfs"):
-        (version / name).write_bytes(b"")
-    return kernels
-
-
-def _make_store(root: pathlib.Path, backend: Any) -> Any:
+def _make_store(engine: Engine, root: pathlib.Path, prefix: str) -> Any:
     path = root / "qubes.xml"
     qubes.Qubes.create_empty_store(str(path))
-    app = qubes.Qubes(str(path), backend=backend)
-    _install_kernel(root)  # where the store's linux-kernel pool looks
-    app.default_kernel = KERNEL
-    template = app.add_new_vm("TemplateVM", name="tpl", label="black")
+    app = qubes.Qubes(str(path), backend=engine.backend(root))
+    app.test_prefix = prefix
+    engine.pools(app, root)
+    # Small and fixed: guests run under emulation, and fixed memory
+    # needs no balloon.
+    template = app.add_new_vm(
+        "TemplateVM",
+        name=prefix + "tpl",
+        label="black",
+        memory=256,
+        maxmem=0,
+        vcpus=1,
+    )
     app.default_template = template
     net = app.add_new_vm(
-        "AppVM", name="sys-net", label="red", provides_network=True
+        "AppVM", name=prefix + "sys-net", label="red", provides_network=True
     )
     net.netvm = None
     app.default_netvm = net
     dvm = app.add_new_vm(
-        "AppVM", name="dvm", label="red", template_for_dispvms=True
+        "AppVM", name=prefix + "dvm", label="red", template_for_dispvms=True
     )
     app.default_dispvm = dvm
-    app.add_new_vm("AppVM", name="work", label="blue")
+    app.add_new_vm("AppVM", name=prefix + "work", label="blue")
+    for vm in app.domains:
+        if "private" in vm.volume_config:
+            vm.volume_config["private"]["size"] = str(PRIVATE_SIZE)
+            vm.storage.invalidate()
     app.save()
 
     async def create_volumes() -> None:
@@ -141,20 +160,25 @@ def _make_store(root: pathlib.Path, backend: Any) -> Any:
                 await vm.create_on_disk()
 
     asyncio.run(create_volumes())
+    engine.import_template(template)
     return app
 
 
 @pytest.fixture
 def host(engine: str, tmp_path: pathlib.Path) -> Any:
-    """A fresh store on *engine*; every domain is killed at the end."""
-    backend_name, kind = ENGINES[engine]
-    if kind != "test":
-        pytest.skip(f"engine {engine} is not available in this run")
-    backend = _test_driver_backend(backend_name, tmp_path)
-    app = _make_store(tmp_path, backend)
-    yield Host(engine, app, tmp_path)
-    _stop_everything(app)
-    backend.close()
+    """A fresh store on *engine*; what it ran is cleaned up after."""
+    chosen = make_engine(engine)
+    reason = chosen.unavailable()
+    if reason is not None:
+        pytest.skip(f"engine {engine} is not available here: {reason}")
+    prefix = prefix_for(chosen)
+    app = _make_store(chosen, tmp_path, prefix)
+    try:
+        yield Host(chosen, app, tmp_path, prefix)
+    finally:
+        _stop_everything(app)
+        chosen.teardown(app)
+        app.backend.close()
 
 
 def _stop_everything(app: Any) -> None:
@@ -164,3 +188,11 @@ def _stop_everything(app: Any) -> None:
                 await vm.kill()
 
     asyncio.run(stop())
+
+
+@pytest.fixture
+def real(host: Host) -> Host:
+    """The host, on an engine that runs guests."""
+    if not host.engine.real:
+        pytest.skip("the test driver runs no guest")
+    return host

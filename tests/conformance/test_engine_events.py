@@ -39,7 +39,11 @@ def test_stop_is_handled_once_when_we_kill(host):
 def test_dispvm_with_auto_cleanup_is_removed_when_it_stops(host):
     app = host.app
     disp = app.add_new_vm(
-        "DispVM", name="disp7", label="red", dispid=7, auto_cleanup=True
+        "DispVM",
+        name=host.prefix + "disp7",
+        label="red",
+        dispid=7,
+        auto_cleanup=True,
     )
     app.save()
 
@@ -48,18 +52,20 @@ def test_dispvm_with_auto_cleanup_is_removed_when_it_stops(host):
         await disp.kill()
 
     asyncio.run(scenario())
-    assert "disp7" not in app.domains
+    assert host.prefix + "disp7" not in app.domains
     reloaded = type(app)(app.path, backend=app.backend)
-    assert "disp7" not in reloaded.domains
+    assert host.prefix + "disp7" not in reloaded.domains
 
 
 def test_dispvm_without_auto_cleanup_stays(host):
     app = host.app
-    disp = app.add_new_vm("DispVM", name="disp8", label="red", dispid=8)
+    disp = app.add_new_vm(
+        "DispVM", name=host.prefix + "disp8", label="red", dispid=8
+    )
 
     async def scenario():
         await disp.start()
         await disp.kill()
 
     asyncio.run(scenario())
-    assert "disp8" in app.domains
+    assert host.prefix + "disp8" in app.domains

@@ -9,7 +9,7 @@ def test_qubesdb_holds_identity_and_network(host):
     vm = host.vm("work")
     asyncio.run(vm.start())
     qdb = vm.qdb
-    assert qdb.read("/name") == b"work"
+    assert qdb.read("/name") == vm.name.encode()
     assert qdb.read("/qubes-vm-type") == b"AppVM"
     assert qdb.read("/qubes-ip") == vm.visible_ip.encode()
     assert qdb.read("/qubes-gateway") == host.vm("sys-net").ip.encode()

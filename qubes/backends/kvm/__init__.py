@@ -108,7 +108,7 @@ class KVMBackend(LibvirtBackend):
             networking="a libvirt network per netvm (qubes-NETVM)",
         )
 
-    def networks(self, spec: DomainSpec) -> list[tuple[str, int]]:
+    def networks(self, spec: DomainSpec) -> list[str]:
         """The netvm's network, and a netvm's own."""
         return _xml.networks(spec)
 

@@ -46,14 +46,14 @@ def network_name(netvm: str) -> str:
     return "qubes-" + netvm
 
 
-def networks(spec: DomainSpec) -> list[tuple[str, int]]:
-    """(name, qid) of the ``qubes-NETVM`` networks *spec* is plugged
-    into: its netvm's, and its own when it provides network."""
+def networks(spec: DomainSpec) -> list[str]:
+    """The ``qubes-NETVM`` networks *spec* is plugged into: its netvm's,
+    and its own when it provides network."""
     found = []
     if spec.net is not None:
-        found.append((network_name(spec.net.netvm), spec.net.netvm_qid))
+        found.append(network_name(spec.net.netvm))
     if spec.provides_network:
-        found.append((network_name(spec.name), spec.qid))
+        found.append(network_name(spec.name))
     return found
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from qubes.backends import Capabilities
 from qubes.backends._base import LibvirtBackend
-from qubes.backends.lxc import _xml
-from qubes.backends.spec import DomainSpec
+from qubes.backends.lxc import _ownership, _xml
+from qubes.backends.spec import DomainSpec, domain_spec
 
 __all__ = ["LXCBackend"]
 
@@ -31,10 +34,22 @@ class LXCBackend(LibvirtBackend):
         """Containers: pv and pvh domains; no hotplug, no PCI."""
         return self._CAPABILITIES
 
-    def networks(self, spec: DomainSpec) -> list[tuple[str, int]]:
+    def networks(self, spec: DomainSpec) -> list[str]:
         """The netvm's network, and a netvm's own."""
         return _xml.networks(spec)
 
     def build_xml(self, spec: DomainSpec) -> str:
         """The LXC domain XML of *spec*."""
         return _xml.build(spec)
+
+    async def start(self, vm: Any) -> None:
+        """Give the container its folders (see :mod:`._ownership`), then
+        start it."""
+        if not self.capabilities.simulated:
+            spec = domain_spec(vm)
+            self.check_spec(spec)
+            snapshots = {
+                name for name, v in vm.volumes.items() if v.snap_on_start
+            }
+            await asyncio.to_thread(_ownership.prepare, spec, snapshots)
+        await super().start(vm)

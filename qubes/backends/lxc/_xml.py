@@ -65,6 +65,11 @@ def idmap_target(qid: int) -> int:
     return target
 
 
+def uses_userns(spec: DomainSpec) -> bool:
+    """Whether the container of *spec* gets a user namespace."""
+    return _userns(spec)
+
+
 def _userns(spec: DomainSpec) -> bool:
     return spec.feature("lxc.userns", "1") not in ("", "0")
 

@@ -1,0 +1,332 @@
+"""The engines the conformance suite runs on, and how to set each up.
+
+An engine gives the suite a backend, a store whose pools suit it, and,
+for real engines, a way to see into a guest: when it is ready, and the
+files of its private volume. Real engines use the template that
+``scripts/build-template`` builds (a busybox root and a Debian kernel);
+the guest's init is the contract described in ``scripts/guest/init``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import uuid
+from typing import Any
+
+import libvirt
+
+import qubes
+import qubes.backends
+from qubes.backends.simulated import NodeFile
+from qubes.storage import make_pool
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CACHE = pathlib.Path(os.environ.get("QUBES_TEST_CACHE", ROOT / "cache"))
+#: mounts made below this folder reach libvirtd's mount namespace (see
+#: scripts/libvirtd-ctl)
+SHARED_MOUNTS = pathlib.Path("/run/qubes-tests-mounts")
+TEST_KERNEL = "6.1.0-test"
+MIB = 1024 * 1024
+_serial = itertools.count(1)
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+class Engine:
+    """An engine of the test driver: nothing runs, volumes are real."""
+
+    backend_name = ""
+    real = False
+    #: give domains names of their own in each test (real engines keep
+    #: definitions between tests)
+    unique_names = False
+
+    def __init__(self, name: str, backend_name: str) -> None:
+        self.name = name
+        self.backend_name = backend_name
+
+    def unavailable(self) -> str | None:
+        """Why this engine cannot run here, or None."""
+        return None
+
+    def backend(self, root: pathlib.Path) -> Any:
+        # A node file of its own: the test driver's private state, so
+        # that tests do not see each other's domains. Built directly, not
+        # through the backend choice: an engine with real volumes, not
+        # the simulated host.
+        node = root / "engine-node.xml"
+        NodeFile(str(node)).before_open()
+        return qubes.backends.get_backend(
+            self.backend_name, uri=f"test://{node}"
+        )
+
+    def pools(self, app: Any, root: pathlib.Path) -> None:
+        """Set the store's pools up (the file pool beside qubes.xml)."""
+        kernels = root / "vm-kernels" / TEST_KERNEL
+        kernels.mkdir(parents=True)
+        for name in ("vmlinuz", "initramfs"):
+            (kernels / name).write_bytes(b"")
+        app.default_kernel = TEST_KERNEL
+
+    def import_template(self, template: Any) -> None:
+        """Fill the template's root (nothing to boot here)."""
+
+    def teardown(self, app: Any) -> None:
+        """Release what the test left on the engine."""
+
+
+class RealEngine(Engine):
+    """An engine behind libvirtd that really runs guests."""
+
+    real = True
+    unique_names = True
+    uri = ""
+
+    def unavailable(self) -> str | None:
+        if os.geteuid() != 0:
+            return "real engines need root"
+        missing = self._missing_cache()
+        if missing:
+            return (
+                f"the test template is not built ({missing} is missing): "
+                "run scripts/build-template"
+            )
+        try:
+            conn = libvirt.open(self.uri)
+        except libvirt.libvirtError as err:
+            return (
+                f"{self.uri} does not answer ({err.get_error_message()}): "
+                "start libvirtd with scripts/libvirtd-ctl start"
+            )
+        conn.close()
+        return None
+
+    def _missing_cache(self) -> str | None:
+        for path in self.cache_files():
+            if not path.exists():
+                return str(path)
+        return None
+
+    def cache_files(self) -> list[pathlib.Path]:
+        return [CACHE / "template" / "VERSION"]
+
+    @staticmethod
+    def kernel_version() -> str:
+        return (CACHE / "template" / "VERSION").read_text().strip()
+
+    def teardown(self, app: Any) -> None:
+        """Kill, undefine and unplug everything the test defined."""
+        backend = app.backend
+
+        async def clean() -> None:
+            for vm in list(app.domains):
+                if not vm.qid:
+                    continue
+                if vm.is_running():
+                    await vm.kill()
+                await vm.remove_from_disk()
+
+        run(clean())
+        conn = backend.connection.call("open", lambda c: c)
+        prefix = f"qubes-{app.test_prefix}"
+        for network in conn.listAllNetworks():
+            if network.name().startswith(prefix):
+                if network.isActive():
+                    network.destroy()
+                network.undefine()
+
+
+class QemuEngine(RealEngine):
+    """The KVM backend on QEMU (software emulation here)."""
+
+    uri = "qemu:///system"
+
+    def cache_files(self) -> list[pathlib.Path]:
+        version = (CACHE / "template" / "VERSION")
+        files = [version, CACHE / "template" / "root.img"]
+        if version.exists():
+            kernel = CACHE / "vm-kernels" / self.kernel_version()
+            files += [kernel / "vmlinuz", kernel / "initramfs"]
+        return files
+
+    def backend(self, root: pathlib.Path) -> Any:
+        self.log_dir = root / "log"
+        self.log_dir.mkdir()
+        # No uplink network: this machine's guests reach nothing outside.
+        return qubes.backends.get_backend(
+            "kvm", uri=self.uri, uplink="", log_dir=str(self.log_dir)
+        )
+
+    def pools(self, app: Any, root: pathlib.Path) -> None:
+        """Roots as qcow2 overlays, the rest as raw images (which the
+        tests read with debugfs), kernels from the built cache."""
+        app.pools["images"] = make_pool(
+            "images", {"driver": "qcow2", "dir_path": str(root / "images")}
+        )
+        app.pools["files"] = make_pool(
+            "files", {"driver": "file", "dir_path": str(root / "files")}
+        )
+        app.pools["linux-kernel"].config["dir_path"] = str(CACHE / "vm-kernels")
+        app.default_pool = "files"
+        app.default_pool_root = "images"
+        app.default_kernel = self.kernel_version()
+
+    def import_template(self, template: Any) -> None:
+        template.volumes["root"].import_data(
+            str(CACHE / "template" / "root.img")
+        )
+
+    def console(self, vm: Any) -> str:
+        path = self.log_dir / f"guest-{vm.name}.log"
+        try:
+            return path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def private_read(self, vm: Any, path: str) -> str | None:
+        """A file of the (halted) domain's private volume, or None."""
+        image = vm.volumes["private"].path
+        done = subprocess.run(
+            ["debugfs", "-R", f"cat /{path}", image],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0 or "File not found" in done.stderr:
+            return None
+        return done.stdout
+
+    def private_write(self, vm: Any, path: str, text: str) -> None:
+        """Write a file into the (halted) domain's private volume."""
+        image = vm.volumes["private"].path
+        source = pathlib.Path(image).with_suffix(".upload")
+        source.write_text(text)
+        folder = os.path.dirname(path)
+        commands = [f"mkdir /{folder}"] if folder else []
+        commands += [f"rm /{path}", f"write {source} /{path}"]
+        for command in commands:
+            subprocess.run(
+                ["debugfs", "-w", "-R", command, image],
+                capture_output=True,
+                check=False,
+            )
+        source.unlink()
+
+    def prepare_private(self, vm: Any) -> None:
+        """Format the private volume ext4, as the guest would at its
+        first boot, so that files can be put there before."""
+        image = vm.volumes["private"].path
+        subprocess.run(
+            ["mke2fs", "-q", "-F", "-t", "ext4", image], check=True
+        )
+
+
+class LibvirtLxcEngine(RealEngine):
+    """The LXC backend on libvirt's LXC driver."""
+
+    uri = "lxc:///system"
+
+    def cache_files(self) -> list[pathlib.Path]:
+        return [CACHE / "template" / "rootfs" / "sbin" / "init"]
+
+    def unavailable(self) -> str | None:
+        reason = super().unavailable()
+        if reason is None and not _is_shared_mount(SHARED_MOUNTS):
+            return (
+                f"{SHARED_MOUNTS} is not a shared mount: libvirtd would "
+                "not see the overlays; start it with scripts/libvirtd-ctl"
+            )
+        return reason
+
+    def backend(self, root: pathlib.Path) -> Any:
+        return qubes.backends.get_backend("lxc", uri=self.uri)
+
+    def pools(self, app: Any, root: pathlib.Path) -> None:
+        """Folders below the shared mount point, where libvirtd sees
+        the overlays."""
+        self.folder = SHARED_MOUNTS / f"test-{uuid.uuid4().hex[:12]}"
+        app.pools["dirs"] = make_pool(
+            "dirs", {"driver": "dir", "dir_path": str(self.folder)}
+        )
+        app.default_pool = "dirs"
+        app.default_pool_kernel = "linux-kernel"
+        app.default_kernel = None
+
+    def import_template(self, template: Any) -> None:
+        template.volumes["root"].import_data(str(CACHE / "template" / "rootfs"))
+
+    def console(self, vm: Any) -> str:
+        return self.private_read(vm, "qubes-marker") or ""
+
+    def private_read(self, vm: Any, path: str) -> str | None:
+        try:
+            return (pathlib.Path(vm.volumes["private"].path) / path).read_text()
+        except FileNotFoundError:
+            return None
+
+    def private_write(self, vm: Any, path: str, text: str) -> None:
+        target = pathlib.Path(vm.volumes["private"].path) / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        owner = os.stat(vm.volumes["private"].path)
+        for made in (target.parent, target):
+            os.chown(made, owner.st_uid, owner.st_gid)
+
+    def prepare_private(self, vm: Any) -> None:
+        """Nothing: a folder needs no formatting."""
+
+    def teardown(self, app: Any) -> None:
+        super().teardown(app)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _is_shared_mount(path: pathlib.Path) -> bool:
+    # A bind mount of the same filesystem fools os.path.ismount();
+    # mountinfo says what is mounted where, and how it propagates.
+    with open("/proc/self/mountinfo", encoding="utf-8") as mounts:
+        for line in mounts:
+            fields = line.split()
+            if fields[4] == str(path):
+                return any(f.startswith("shared:") for f in fields[6:])
+    return False
+
+
+def make_engine(name: str) -> Engine:
+    """The engine called *name* (see :data:`ENGINES`)."""
+    backend_name, kind = ENGINES[name]
+    cls = {"test": Engine, "qemu": QemuEngine, "libvirt": LibvirtLxcEngine}[
+        kind
+    ]
+    return cls(name, backend_name)
+
+
+#: engine name -> (backend, kind of engine)
+ENGINES = {
+    "xen-test": ("xen", "test"),
+    "kvm-test": ("kvm", "test"),
+    "lxc-test": ("lxc", "test"),
+    "kvm-qemu": ("kvm", "qemu"),
+    "lxc-libvirt": ("lxc", "libvirt"),
+}
+
+
+def prefix_for(engine: Engine) -> str:
+    """A name prefix for one test's domains on a shared engine."""
+    if not engine.unique_names:
+        return ""
+    return f"t{next(_serial)}{hashlib.sha1(os.urandom(8)).hexdigest()[:3]}-"
+
+
+def marker_boot(text: str, name: str) -> int:
+    """The highest boot count of *name*'s markers in *text*, or 0."""
+    found = re.findall(rf"name={re.escape(name)} boot=(\d+)", text)
+    return max((int(n) for n in found), default=0)
