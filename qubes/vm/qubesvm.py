@@ -280,6 +280,8 @@ class QubesVM(BaseVM):
     #: found running when the store was loaded)
     _stop_handled: bool | None = None
     _startup_lock: asyncio.Lock | None = None
+    #: done when the stop being handled is handled
+    _stopping: asyncio.Future[None] | None = None
 
     def get_power_state(self) -> str:
         """Halted, Transient, Running, Paused, Halting, Dying, Crashed or
@@ -387,6 +389,9 @@ class QubesVM(BaseVM):
         return True
 
     async def _undo_start(self, volumes_started: bool) -> None:
+        # This undoing is the run's stop: the engine's own stop event
+        # must not release the volumes a second time.
+        self._stop_handled = True
         backend = self.app.backend
         try:
             if backend.get_power_state(self) != "Halted":
@@ -396,7 +401,6 @@ class QubesVM(BaseVM):
         finally:
             await backend.undefine(self)
             backend.forget(self)
-            self._stop_handled = True
             if volumes_started:
                 await self.storage.stop()
 
@@ -529,18 +533,27 @@ class QubesVM(BaseVM):
 
     async def _handle_stop(self) -> None:
         """Fire ``domain-stopped``, release what the run held, fire
-        ``domain-shutdown``; once per run."""
+        ``domain-shutdown``; once per run. A second caller (our kill and
+        the engine's stop event both notice a stop) waits for the
+        first to finish."""
         if self._stop_handled is True:
+            if self._stopping is not None:
+                await asyncio.shield(self._stopping)
             return
         self._stop_handled = True
-        self.log.info("stopped")
-        await self.fire_event_async("domain-stopped")
-        self.app.backend.forget(self)
+        self._stopping = asyncio.get_running_loop().create_future()
         try:
-            if self._real_disks():
-                await self.storage.stop()
+            self.log.info("stopped")
+            await self.fire_event_async("domain-stopped")
+            self.app.backend.forget(self)
+            try:
+                if self._real_disks():
+                    await self.storage.stop()
+            finally:
+                await self.fire_event_async("domain-shutdown")
         finally:
-            await self.fire_event_async("domain-shutdown")
+            self._stopping.set_result(None)
+            self._stopping = None
 
     # -- QubesDB ------------------------------------------------------------
 

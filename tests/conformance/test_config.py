@@ -58,7 +58,7 @@ def test_config_follows_the_template(host):
 def test_xml_names_the_domain_and_its_uuid(host):
     vm = host.vm("work")
     xml = lxml.etree.fromstring(vm.create_config_file())
-    assert xml.findtext("name") == "work"
+    assert xml.findtext("name") == vm.name
     assert xml.findtext("uuid") == str(vm.uuid)
 
 
