@@ -313,3 +313,36 @@ def test_dry_run_of_lxc_for_an_hvm_domain_is_one_line_error(
     assert "sys-net" in line
     assert "hvm" in line
     assert "<domain" not in result.out
+
+
+def test_concurrent_starts_of_one_domain_leave_it_running(sample_path, states):
+    """Two processes starting work at once: one starts it, the other is
+    told it runs already; neither undoes the other's start."""
+    for _ in range(4):
+        procs = [
+            subprocess.Popen(
+                [_script("qvm-start"), "--qubesxml", str(sample_path), "work"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        results = [(p.wait(timeout=60), p.stderr.read()) for p in procs]
+        codes = sorted(code for code, _ in results)
+        assert codes == [0, 1], results
+        for code, err in results:
+            if code:
+                assert "already running" in err
+                assert "Traceback" not in err
+        now = states()
+        assert now["work"] == "Running"
+        assert now["sys-net"] == "Running"
+        kill = subprocess.run(
+            [_script("qvm-kill"), "--qubesxml", str(sample_path), "work"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert kill.returncode == 0, kill.stderr

@@ -190,6 +190,11 @@ class Backend(Protocol):
     def describe(self) -> str:
         """One line: backend, URI and engine, for the tools."""
 
+    @property
+    def shared_between_processes(self) -> bool:
+        """Whether other processes may drive the same domains (and a
+        start must lock out theirs)."""
+
     def close(self) -> None:
         """Close the engine connection; it reopens on next use."""
 

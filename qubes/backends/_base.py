@@ -141,6 +141,12 @@ class LibvirtBackend:
 
     # -- XML ----------------------------------------------------------------
 
+    @property
+    def shared_between_processes(self) -> bool:
+        """Whether other processes may drive the same domains: every
+        engine but the test driver's private in-process state."""
+        return self.state_file is not None or not self.uri.startswith("test:")
+
     def check_spec(self, spec: DomainSpec) -> None:
         """Refuse what this backend cannot run.
 
@@ -311,8 +317,11 @@ class LibvirtBackend:
                 dom.create()
             except libvirt.libvirtError:
                 self._definitions.forget(key)
+                # Running means someone else started it meanwhile: it is
+                # theirs, and stays.
                 with contextlib.suppress(libvirt.libvirtError):
-                    _undefine(dom)
+                    if not dom.isActive():
+                        _undefine(dom)
                 raise
             self._definitions.defined(key, conn, xml)
             return dom

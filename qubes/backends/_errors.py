@@ -71,6 +71,11 @@ def translate(
         return exc.QubesNoSuchDomainError(
             f"{uri} has no such domain", domain=_name(vm)
         )
+    text = message.lower()
+    if op in _NEEDS_HALTED and (
+        "already running" in text or "already active" in text
+    ):
+        return exc.QubesVMAlreadyRunningError(vm, "is already running")
     if code == libvirt.VIR_ERR_OPERATION_INVALID:
         if op == "resume":
             return exc.QubesVMNotPausedError(vm, "is not paused")

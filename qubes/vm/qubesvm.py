@@ -11,6 +11,7 @@ only a domain without a template falls back to the global default.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any
 
 from qubes import exc, generation
 from qubes.events import handler
+from qubes.locks import domain_lock
 from qubes.properties import Property, VMProperty
 from qubes.vm import BaseVM
 from qubes.vm.qubesdb import qubesdb_entries, random_seed
@@ -336,7 +338,7 @@ class QubesVM(BaseVM):
 
         :raises QubesVMAlreadyRunningError: it is not halted
         """
-        async with self.startup_lock:
+        async with self.startup_lock, self._process_lock():
             if not self.is_halted():
                 raise exc.QubesVMAlreadyRunningError(self, "is already running")
             await self._start_halted()
@@ -344,9 +346,16 @@ class QubesVM(BaseVM):
 
     async def start_if_halted(self) -> None:
         """Start the domain unless it is started already."""
-        async with self.startup_lock:
+        async with self.startup_lock, self._process_lock():
             if self.is_halted():
                 await self._start_halted()
+
+    def _process_lock(self) -> Any:
+        # Other processes may start this domain on the same engine (the
+        # tools, on a real engine or the simulated host): one at a time.
+        if not self.app.backend.shared_between_processes:
+            return contextlib.nullcontext()
+        return domain_lock(self.app.base_dir, self)
 
     async def _start_halted(self) -> None:
         self.app.watch_engine_events()
@@ -356,10 +365,11 @@ class QubesVM(BaseVM):
         await self.fire_event_async("domain-pre-start", pre_event=True)
         self.log.info("starting")
         self._starting = True
-        volumes_started = False
+        volumes_started = engine_started = False
         try:
             volumes_started = await self._start_volumes()
             await self.app.backend.start(self)
+            engine_started = True
             self._stop_handled = False
             await self.fire_event_async("domain-spawn")
             self._fill_qubesdb()
@@ -367,7 +377,7 @@ class QubesVM(BaseVM):
             await self.fire_event_async("domain-start")
         except BaseException as err:
             self._starting = False
-            await self._undo_start(volumes_started)
+            await self._undo_start(volumes_started, engine_started)
             if isinstance(err, exc.QubesException):
                 err.locate(domain=self.name)
             self.log.info("start failed: %s", err)
@@ -388,18 +398,22 @@ class QubesVM(BaseVM):
         await self.storage.start()
         return True
 
-    async def _undo_start(self, volumes_started: bool) -> None:
+    async def _undo_start(
+        self, volumes_started: bool, engine_started: bool
+    ) -> None:
         # This undoing is the run's stop: the engine's own stop event
-        # must not release the volumes a second time.
+        # must not release the volumes a second time. What the engine
+        # runs is undone only if this start made it run: a start that
+        # failed because another process had started the domain leaves
+        # that run alone.
         self._stop_handled = True
         backend = self.app.backend
         try:
-            if backend.get_power_state(self) != "Halted":
-                await backend.kill(self)
-        except exc.QubesVMNotStartedError:
-            pass
+            if engine_started:
+                with contextlib.suppress(exc.QubesVMNotStartedError):
+                    await backend.kill(self)
+                await backend.undefine(self)
         finally:
-            await backend.undefine(self)
             backend.forget(self)
             if volumes_started:
                 await self.storage.stop()

@@ -37,8 +37,7 @@ def pytest_addoption(parser: Any) -> None:
         "--engine",
         action="append",
         default=[],
-        help="run the conformance suite on this engine: "
-        + ", ".join(ENGINES),
+        help="run the conformance suite on this engine: " + ", ".join(ENGINES),
     )
 
 

@@ -151,7 +151,7 @@ class QemuEngine(RealEngine):
     uri = "qemu:///system"
 
     def cache_files(self) -> list[pathlib.Path]:
-        version = (CACHE / "template" / "VERSION")
+        version = CACHE / "template" / "VERSION"
         files = [version, CACHE / "template" / "root.img"]
         if version.exists():
             kernel = CACHE / "vm-kernels" / self.kernel_version()
@@ -225,9 +225,7 @@ class QemuEngine(RealEngine):
         """Format the private volume ext4, as the guest would at its
         first boot, so that files can be put there before."""
         image = vm.volumes["private"].path
-        subprocess.run(
-            ["mke2fs", "-q", "-F", "-t", "ext4", image], check=True
-        )
+        subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", image], check=True)
 
 
 class LibvirtLxcEngine(RealEngine):
