@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 import qubes
+
 from engines import ENGINES, MIB, Engine, make_engine, marker_boot, prefix_for
 
 DEFAULT_ENGINES = ("xen-test", "kvm-test", "lxc-test")
