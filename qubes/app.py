@@ -30,10 +30,20 @@ from qubes.collection import VMCollection
 from qubes.host import Host
 from qubes.label import Label, standard_labels
 from qubes.loader import StoreLoader
-from qubes.properties import Property, PropertyHolder, VMProperty
+from qubes.properties import (
+    MAX_MEMORY,
+    MAX_SECONDS,
+    MAX_VCPUS,
+    Property,
+    PropertyHolder,
+    VMProperty,
+    bounded,
+)
 from qubes.storage import Pool, make_pool
 from qubes.store import StoreFile, default_store_path
 from qubes.vm import BaseVM
+from qubes.vm.mix.dvmtemplate import setter_dispvm
+from qubes.vm.mix.net import netvm_chain
 from qubes.vm.qubesvm import _setter_kernel
 from qubes.vm.templatevm import TemplateVM
 from qubes.writer import write_store
@@ -49,27 +59,11 @@ def _setter_netvm(app: Any, prop: Property, value: Any) -> Any:
     return value
 
 
-def _setter_dispvm(app: Any, prop: Property, value: Any) -> Any:
-    if value is not None and not getattr(value, "template_for_dispvms", 0):
-        raise exc.QubesPropertyValueError(
-            f"{value.name!r} is not a disposable template", value=value
-        )
-    return value
-
-
 def _setter_pool(app: Any, prop: Property, value: Any) -> str:
     name = getattr(value, "name", value)
     if name not in app.pools:
         raise exc.QubesPropertyValueError(f"no pool {name!r}", value=value)
     return str(name)
-
-
-def _setter_positive(app: Any, prop: Property, value: int) -> int:
-    if value <= 0:
-        raise exc.QubesPropertyValueError(
-            f"must be positive, not {value}", value=value
-        )
-    return value
 
 
 def _setter_optional_str(app: Any, prop: Property, value: Any) -> Any:
@@ -106,6 +100,15 @@ def _default_pool_kernel(app: Any) -> str | None:
     return app.default_pool  # type: ignore[no-any-return]
 
 
+def _check_references(holder: Any) -> None:
+    # Each explicitly set domain reference, checked again by its setter:
+    # a change elsewhere may have made it invalid.
+    values = holder._property_values
+    for prop in holder.property_list():
+        if isinstance(prop, VMProperty) and prop.__name__ in values:
+            prop.coerce(holder, values[prop.__name__])
+
+
 def _dom0(app: Any) -> Any:
     return app.domains.get(0)
 
@@ -136,10 +139,10 @@ class Qubes(PropertyHolder):
         "netvm of domains that do not set one.", setter=_setter_netvm
     )
     default_dispvm = _global_vm(
-        "Disposable template of new DispVMs.", setter=_setter_dispvm
+        "Disposable template of new DispVMs.", setter=setter_dispvm
     )
     management_dispvm = _global_vm(
-        "Disposable template for management.", setter=_setter_dispvm
+        "Disposable template for management.", setter=setter_dispvm
     )
     default_guivm = _global_vm("Default GUI domain.", default=_dom0)
     default_audiovm = _global_vm("Default audio domain.", default=_dom0)
@@ -174,28 +177,31 @@ class Qubes(PropertyHolder):
     default_memory = _global(
         "Memory of new domains, MiB.",
         type=int,
-        setter=_setter_positive,
+        setter=bounded(1, MAX_MEMORY),
         default=400,
     )
     default_maxmem = _global(
         "Upper memory bound of new domains, MiB.",
         type=int,
-        setter=_setter_positive,
+        setter=bounded(1, MAX_MEMORY),
         default=4000,
     )
     default_vcpus = _global(
-        "CPUs of new domains.", type=int, setter=_setter_positive, default=2
+        "CPUs of new domains.",
+        type=int,
+        setter=bounded(1, MAX_VCPUS),
+        default=2,
     )
     default_qrexec_timeout = _global(
         "Seconds to wait for a guest agent.",
         type=int,
-        setter=_setter_positive,
+        setter=bounded(1, MAX_SECONDS),
         default=60,
     )
     default_shutdown_timeout = _global(
         "Seconds a shutdown may take.",
         type=int,
-        setter=_setter_positive,
+        setter=bounded(1, MAX_SECONDS),
         default=60,
     )
     default_keyboard_layout = _global(
@@ -204,7 +210,7 @@ class Qubes(PropertyHolder):
     stats_interval = _global(
         "Seconds between statistics samples.",
         type=int,
-        setter=_setter_positive,
+        setter=bounded(1, MAX_SECONDS),
         default=3,
     )
     check_updates_vm = _global(
@@ -340,12 +346,39 @@ class Qubes(PropertyHolder):
         return cls  # type: ignore[no-any-return]
 
     def save(self) -> None:
-        """Write the store atomically (see :mod:`qubes.store`).
+        """Write the store atomically (see :mod:`qubes.store`), after
+        :meth:`check`: a store is never saved in a state it could not be
+        loaded from.
 
         :raises QubesConcurrentWriteError: another writer changed the
             file since it was loaded
+        :raises QubesException: :meth:`check` fails; nothing is written
         """
+        self.check()
         self.store.write(lambda file: write_store(self, file))
+
+    def check(self) -> None:
+        """Check what the loader checks: every domain reference is valid
+        (a template that is a TemplateVM, a netvm that provides network,
+        no netvm loop, required properties set).
+
+        :raises QubesException: the first problem, naming the domain and
+            the property
+        """
+        try:
+            _check_references(self)
+            for vm in self.domains:
+                try:
+                    _check_references(vm)
+                    vm.require_properties(4)
+                    if hasattr(vm, "netvm"):
+                        netvm_chain(vm)
+                except exc.QubesException as err:
+                    err.locate(domain=vm.location_name())
+                    raise
+        except exc.QubesException as err:
+            err.locate(path=self.path)
+            raise
 
     @classmethod
     def create_empty_store(cls, path: str | None = None) -> Qubes:

@@ -27,10 +27,33 @@ from typing import Any
 import lxml.etree
 
 from qubes import exc, generation
+from qubes.xmlread import elements, text_of
 
-__all__ = ["DeviceAssignment", "DeviceCollection", "DeviceManager"]
+__all__ = [
+    "DeviceAssignment",
+    "DeviceCollection",
+    "DeviceManager",
+    "pci_address",
+]
 
-_CLASS = re.compile(r"^[a-z][a-z0-9_-]*$")
+_CLASS = re.compile(r"[a-z][a-z0-9_-]*")
+
+
+_PCI = re.compile(r"([0-9a-f]{2})_([0-9a-f]{2})\.([0-9a-f])")
+
+
+def pci_address(ident: str) -> tuple[int, int, int]:
+    """(bus, slot, function) of a PCI device id ``BB_SS.F``.
+
+    :raises QubesDeviceError: not such an id, or out of PCI's ranges
+        (slot up to 0x1f, function up to 7)
+    """
+    found = _PCI.fullmatch(ident)
+    if found is not None:
+        bus, slot, function = (int(part, 16) for part in found.groups())
+        if slot <= 0x1F and function <= 7:
+            return bus, slot, function
+    raise exc.QubesDeviceError(f"PCI device id {ident!r} is not BB_SS.F")
 
 
 class DeviceAssignment:
@@ -85,9 +108,14 @@ class DeviceAssignment:
                 "<device> needs backend-domain and id", line=node.sourceline
             )
         options = {}
-        for opt in node:
-            if opt.tag == "option" and opt.get("name"):
-                options[opt.get("name")] = opt.text or ""
+        for opt in elements(node, "option"):
+            name = opt.get("name")
+            if not name or name in options:
+                raise exc.QubesXMLError(
+                    "an <option> without a name, or given twice",
+                    line=opt.sourceline,
+                )
+            options[name] = text_of(opt)
         assignment = cls(backend, ident, options)
         assignment.attributes = attrs
         return assignment
@@ -132,8 +160,11 @@ class DeviceCollection:
     def assign(self, assignment: DeviceAssignment) -> None:
         """Assign a device persistently.
 
-        :raises QubesDeviceError: it is assigned already
+        :raises QubesDeviceError: it is assigned already, or a PCI id is
+            malformed
         """
+        if self.devclass == "pci":
+            pci_address(assignment.ident)
         if assignment.key in self._assigned:
             raise exc.QubesDeviceError(
                 f"{self.devclass} device {assignment.ident!r} of "
@@ -168,9 +199,7 @@ class DeviceCollection:
 
     def load(self, element: lxml.etree._Element) -> None:
         """Load the ``<device>`` children of a ``<devices>`` element."""
-        for node in element:
-            if node.tag != "device":
-                continue
+        for node in elements(element, "device"):
             assignment = DeviceAssignment.from_xml(node)
             if assignment.key in self._assigned:
                 raise exc.QubesXMLError(
@@ -211,7 +240,7 @@ class DeviceManager(dict[str, DeviceCollection]):
         self.subject = subject
 
     def __missing__(self, devclass: str) -> DeviceCollection:
-        if not isinstance(devclass, str) or not _CLASS.match(devclass):
+        if not isinstance(devclass, str) or not _CLASS.fullmatch(devclass):
             raise exc.QubesDeviceError(f"invalid device class {devclass!r}")
         collection = DeviceCollection(self.subject, devclass)
         self[devclass] = collection

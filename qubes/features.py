@@ -14,6 +14,8 @@ from typing import Any
 import lxml.etree
 
 from qubes import exc, generation
+from qubes.properties import check_text
+from qubes.xmlread import elements, text_of
 
 __all__ = ["Features"]
 
@@ -52,7 +54,12 @@ class Features(MutableMapping[str, str]):
     def _check_name(name: str) -> str:
         if not isinstance(name, str) or not name or name != name.strip():
             raise exc.QubesValueError(f"invalid feature name {name!r}")
-        return name
+        try:
+            return check_text(name)
+        except ValueError as err:
+            raise exc.QubesValueError(
+                f"invalid feature name {name!r}: {err}"
+            ) from err
 
     def __getitem__(self, key: str) -> str:
         try:
@@ -65,6 +72,13 @@ class Features(MutableMapping[str, str]):
     def __setitem__(self, key: str, value: Any) -> None:
         key = self._check_name(key)
         value = _feature_value(value)
+        try:
+            check_text(value)
+        except ValueError as err:
+            raise exc.QubesValueError(
+                f"feature {key!r}: invalid value {value!r}: {err}",
+                domain=_name(self.subject),
+            ) from err
         old = self._data.get(key)
         self.subject.fire_event(
             "domain-feature-pre-set:" + key,
@@ -122,22 +136,22 @@ class Features(MutableMapping[str, str]):
         return default
 
     def load(self, element: lxml.etree._Element) -> None:
-        """Load ``<feature name="...">value</feature>`` children."""
+        """Load ``<feature name="...">value</feature>`` children.
+
+        :raises QubesXMLError: a feature without a name, or given twice
+        """
         data = self._data
-        for node in element:
-            if node.tag != "feature":
-                if isinstance(node.tag, str):
-                    raise exc.QubesXMLError(
-                        f"unexpected <{node.tag}> in <features>",
-                        line=node.sourceline,
-                    )
-                continue
+        for node in elements(element, "feature"):
             name = node.get("name")
             if not name:
                 raise exc.QubesXMLError(
                     "<feature> without a name", line=node.sourceline
                 )
-            data[name] = node.text or ""
+            if name in data:
+                raise exc.QubesXMLError(
+                    f"feature {name!r} given twice", line=node.sourceline
+                )
+            data[name] = text_of(node)
 
     def __xml__(self) -> lxml.etree._Element:
         element = lxml.etree.Element("features")

@@ -22,8 +22,8 @@ STANDARD_LABELS: dict[int, tuple[str, str]] = {
     8: ("0x000000", "black"),
 }
 
-_COLOR = re.compile(r"^0x[0-9a-fA-F]{6}$")
-_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+_COLOR = re.compile(r"0x[0-9a-fA-F]{6}")
+_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 
 
 class Label:
@@ -37,11 +37,11 @@ class Label:
     def __init__(self, index: int, color: str, name: str) -> None:
         if index < 1:
             raise exc.QubesValueError(f"label index {index} is below 1")
-        if not _COLOR.match(color):
+        if not _COLOR.fullmatch(color):
             raise exc.QubesValueError(
                 f"label {name!r}: colour {color!r} is not 0xRRGGBB"
             )
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise exc.QubesValueError(f"label name {name!r} is not a word")
         self.index = index
         self.color = color

@@ -21,10 +21,24 @@ from qubes import exc
 from qubes.label import Label, standard_labels
 from qubes.storage import make_pool
 from qubes.vm.mix.net import netvm_chain
+from qubes.xmlread import elements, text_of
 
 __all__ = ["StoreLoader"]
 
 SECTIONS = ("labels", "pools", "properties", "domains")
+
+
+def _what(node: Any) -> str:
+    if isinstance(node, lxml.etree._Entity):
+        return f"entity reference {node.text}"
+    return f"<{node.tag}>"
+
+
+def _no_text_after(node: Any) -> None:
+    if node.tail and node.tail.strip():
+        raise exc.QubesXMLError(
+            f"unexpected text after <{node.tag}>", line=node.sourceline
+        )
 
 
 class StoreLoader:
@@ -60,12 +74,18 @@ class StoreLoader:
             if element.tag == "domain" and parent is not None:
                 if parent.tag == "domains":
                     self._domain(element)
+                    _no_text_after(element)
                     parent.remove(element)
             elif parent is not None and parent.getparent() is None:
                 root = parent
                 self._section(element)
         if root is None:
             root = events.root
+        if root.getroottree().docinfo.doctype:
+            raise exc.QubesXMLError(
+                "a document type declaration is not allowed in qubes.xml",
+                line=1,
+            )
         self._check_root(root)
         self._finish()
 
@@ -75,9 +95,23 @@ class StoreLoader:
                 f"the root element is <{root.tag}>, not <qubes>", line=1
             )
         for node in root:
-            if isinstance(node.tag, str) and node.tag not in SECTIONS:
+            if isinstance(node, lxml.etree._Entity) or (
+                isinstance(node.tag, str) and node.tag not in SECTIONS
+            ):
                 raise exc.QubesXMLError(
-                    f"unexpected <{node.tag}> in <qubes>", line=node.sourceline
+                    f"unexpected {_what(node)} in <qubes>",
+                    line=node.sourceline,
+                )
+            _no_text_after(node)
+        if root.text and root.text.strip():
+            raise exc.QubesXMLError("unexpected text in <qubes>", line=1)
+        domains = root.find("domains")
+        if domains is not None:
+            # Every <domain> was taken out as it was read: what is left
+            # would be lost.
+            for node in elements(domains, "domain"):
+                raise exc.QubesXMLError(
+                    "unexpected <domain>", line=node.sourceline
                 )
         self.app._root_attributes = dict(root.attrib)
 
@@ -101,9 +135,8 @@ class StoreLoader:
 
     def _labels(self, element: Any) -> None:
         labels = self.app.labels
-        for node in element:
-            if node.tag != "label":
-                continue
+        for node in elements(element, "label"):
+            text_of(node)
             label = Label.from_xml(node)
             for other in labels.values():
                 if other.index == label.index or other.name == label.name:
@@ -116,9 +149,8 @@ class StoreLoader:
 
     def _pools(self, element: Any) -> None:
         pools = self.app.pools
-        for node in element:
-            if node.tag != "pool":
-                continue
+        for node in elements(element, "pool"):
+            text_of(node)
             config = dict(node.attrib)
             name = config.pop("name", "")
             if not name or not config.get("driver"):

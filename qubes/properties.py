@@ -22,6 +22,7 @@ only once every domain exists.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
@@ -30,8 +31,14 @@ import lxml.etree
 
 from qubes import exc, generation
 from qubes.events import Emitter
+from qubes.xmlread import elements, text_of
 
 __all__ = [
+    "bounded",
+    "check_text",
+    "MAX_MEMORY",
+    "MAX_VCPUS",
+    "MAX_SECONDS",
     "DEFAULT",
     "Property",
     "PropertyHolder",
@@ -90,6 +97,49 @@ def parse_bool(value: Any) -> bool:
         if word in _FALSE:
             return False
     raise ValueError(f"not a boolean: {value!r}")
+
+
+# What XML 1.0 cannot carry at all: most control characters, lone
+# surrogates (what undecodable command-line bytes become) and two
+# non-characters.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def check_text(value: str) -> str:
+    """Return *value* if qubes.xml (and libvirt XML) can hold it.
+
+    :raises ValueError: it has a control character or an invalid code
+        point
+    """
+    found = _NOT_XML.search(value)
+    if found:
+        raise ValueError(
+            f"character U+{ord(found.group()):04X} cannot be stored"
+        )
+    return value
+
+
+def bounded(low: int, high: int) -> Setter:
+    """A setter that accepts integers from *low* to *high*."""
+
+    def check(holder: Any, prop: Property, value: int) -> int:
+        if not low <= value <= high:
+            raise exc.QubesPropertyValueError(
+                f"{value} is out of range {low}..{high}", value=value
+            )
+        return value
+
+    check.__name__ = f"bounded_{low}_{high}"
+    return check
+
+
+#: the largest memory size, MiB: 16 TiB, far beyond any host here, well
+#: inside what libvirt takes
+MAX_MEMORY = 16 * 1024 * 1024
+#: the most vCPUs a domain may have (libvirt's and Xen's order of size)
+MAX_VCPUS = 4096
+#: the longest timeout, seconds: a year
+MAX_SECONDS = 365 * 24 * 3600
 
 
 def _to_str(value: Any) -> str:
@@ -202,6 +252,8 @@ class Property:
                 value = self._type(value)
             if self._setter is not None:
                 value = self._setter(holder, self, value)
+            if isinstance(value, str):
+                check_text(value)
         except exc.QubesException as err:
             err.locate(domain=_holder_name(holder), prop=self.__name__)
             raise
@@ -421,15 +473,7 @@ class PropertyHolder(Emitter):
         """
         index = self._property_index
         deferred: list[Deferred] = []
-        for node in element:
-            if node.tag != "property":
-                if isinstance(node.tag, str):
-                    raise exc.QubesXMLError(
-                        f"unexpected <{node.tag}> in <properties>",
-                        line=node.sourceline,
-                        domain=_holder_name(self),
-                    )
-                continue
+        for node in elements(element, "property"):
             name = node.get("name")
             prop = index.get(name) if name else None
             if prop is None:
@@ -437,10 +481,11 @@ class PropertyHolder(Emitter):
                     f"no such property {name!r}",
                     domain=_holder_name(self),
                 )
+            text = text_of(node)
             if prop.load_stage > load_stage:
-                deferred.append((prop, node.text or "", node.sourceline))
+                deferred.append((prop, text, node.sourceline))
             else:
-                self._load_one(prop, node.text or "", node.sourceline)
+                self._load_one(prop, text, node.sourceline)
         return deferred
 
     def load_deferred(self, deferred: Iterable[Deferred]) -> None:

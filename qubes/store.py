@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -67,6 +68,25 @@ class FileStamp:
         )
 
 
+#: seconds a writer waits for another one to finish
+LOCK_WAIT = 60.0
+
+
+def _wait_for_lock(fd: int, path: str) -> None:
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise exc.QubesStoreError(
+                    f"another process has held the lock for {LOCK_WAIT:g} s",
+                    path=path,
+                ) from None
+            time.sleep(0.02)
+
+
 def _stat_or_none(path: str) -> os.stat_result | None:
     try:
         return os.stat(path)
@@ -81,7 +101,9 @@ class StoreFile:
     """
 
     def __init__(self, path: str) -> None:
-        self.path = os.path.abspath(path)
+        # Through a symbolic link to the file itself: replacing the link
+        # would leave the real store behind.
+        self.path = os.path.realpath(path)
         self.lock_path = self.path + ".lock"
         self.stamp: FileStamp | None = None
 
@@ -112,8 +134,9 @@ class StoreFile:
             try:
                 yield file
             except lxml.etree.XMLSyntaxError as err:
+                first = (err.msg or "").strip().splitlines() or ["?"]
                 raise exc.QubesXMLError(
-                    f"malformed XML: {err.msg}",
+                    f"malformed XML: {first[0].rstrip(',')}",
                     line=err.lineno or None,
                     path=self.path,
                 ) from err
@@ -137,7 +160,7 @@ class StoreFile:
                 path=self.lock_path,
             ) from err
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _wait_for_lock(fd, self.lock_path)
             yield
         finally:
             os.close(fd)

@@ -10,10 +10,11 @@ from typing import Any
 import lxml.etree
 
 from qubes import exc
+from qubes.xmlread import elements, text_of
 
 __all__ = ["Tags", "validate_tag"]
 
-_TAG = re.compile(r"^[a-zA-Z0-9_.-]+$")
+_TAG = re.compile(r"[a-zA-Z0-9_.-]+")
 
 
 def validate_tag(tag: str) -> str:
@@ -22,7 +23,7 @@ def validate_tag(tag: str) -> str:
     :raises QubesValueError: empty, or a character other than letters,
         digits, ``_``, ``.`` and ``-``
     """
-    if not isinstance(tag, str) or not _TAG.match(tag):
+    if not isinstance(tag, str) or not _TAG.fullmatch(tag):
         raise exc.QubesValueError(f"invalid tag {tag!r}")
     return tag
 
@@ -87,14 +88,8 @@ class Tags(MutableSet[str]):
     def load(self, element: lxml.etree._Element) -> None:
         """Load ``<tag name="..."/>`` children."""
         data = self._data
-        for node in element:
-            if node.tag != "tag":
-                if isinstance(node.tag, str):
-                    raise exc.QubesXMLError(
-                        f"unexpected <{node.tag}> in <tags>",
-                        line=node.sourceline,
-                    )
-                continue
+        for node in elements(element, "tag"):
+            text_of(node)
             name = node.get("name", "")
             try:
                 data[intern(validate_tag(name))] = None

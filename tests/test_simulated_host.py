@@ -346,3 +346,28 @@ def test_concurrent_starts_of_one_domain_leave_it_running(sample_path, states):
             check=False,
         )
         assert kill.returncode == 0, kill.stderr
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        "<domain file='/etc/passwd'/>",
+        "<interface file='/etc/hostname'/>",
+        "<nodedev/>",
+    ],
+)
+def test_a_state_file_that_points_elsewhere_is_refused(
+    tool, simulated_host, part
+):
+    simulated_host.write_text(
+        "<node><cpu><nodes>1</nodes></cpu><memory>8388608</memory>"
+        + part
+        + "</node>"
+    )
+    before = simulated_host.read_bytes()
+    result = tool("qvm-ls")
+    assert result.code == 1
+    assert "not a simulated host's state file" in result.err
+    assert "root:" not in result.err
+    assert "Traceback" not in result.err
+    assert simulated_host.read_bytes() == before

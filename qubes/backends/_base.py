@@ -176,12 +176,16 @@ class LibvirtBackend:
         xml = self._xml_cache.get_unchanged(vm.uuid)
         if xml is not None:
             return xml
-        spec = domain_spec(vm)
-        xml = self._xml_cache.get(vm.uuid, spec)
-        if xml is None:
-            self.check_spec(spec)
-            xml = self.build_xml(spec)
-            self._xml_cache.put(vm.uuid, spec, xml)
+        try:
+            spec = domain_spec(vm)
+            xml = self._xml_cache.get(vm.uuid, spec)
+            if xml is None:
+                self.check_spec(spec)
+                xml = self.build_xml(spec)
+                self._xml_cache.put(vm.uuid, spec, xml)
+        except exc.QubesException as err:
+            err.locate(domain=vm.name)
+            raise
         return xml
 
     # -- lookups ------------------------------------------------------------

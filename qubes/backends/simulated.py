@@ -27,6 +27,7 @@ from typing import Any, BinaryIO
 import libvirt
 import lxml.etree
 
+from qubes import exc
 from qubes.store import FileStamp, StoreFile
 
 __all__ = ["NodeFile", "TEST_NS", "node_path_of"]
@@ -105,10 +106,17 @@ class NodeFile:
                     self._depth = 0
 
     def before_open(self) -> None:
-        """Create the file if missing; remember the version opened."""
+        """Create the file if missing, check it if not; remember the
+        version opened.
+
+        :raises QubesStoreError: the file is not a state file of this
+            package's
+        """
         with self._lock():
             if not self.exists():
                 self._write(_empty_node())
+            else:
+                _check_node_file(self.path)
             self._loaded = _stamp(self.path)
 
     def refresh(self, connection: Any) -> None:
@@ -145,6 +153,39 @@ class NodeFile:
         self.store.stamp = _stamp(self.path)
         self.store.write_locked(writer)
         self._loaded = self.store.stamp
+
+
+#: what a state file holds: the host, and its domains and networks
+_NODE_PARTS = frozenset(("cpu", "memory", "domain", "network"))
+
+
+def _check_node_file(path: str) -> None:
+    # libvirt's test driver follows <domain file='...'/> and friends to
+    # any file on the host, and quotes what it cannot parse: only a file
+    # of the shape this module writes is handed to it.
+    parser = lxml.etree.XMLParser(resolve_entities=False, no_network=True)
+    try:
+        tree = lxml.etree.parse(path, parser)
+    except (lxml.etree.XMLSyntaxError, OSError) as err:
+        raise _not_ours(path, str(err).splitlines()[0]) from err
+    root = tree.getroot()
+    if tree.docinfo.doctype or root.tag != "node":
+        raise _not_ours(path, "it is not a <node> document")
+    for part in root:
+        if not isinstance(part.tag, str):
+            continue
+        if part.tag not in _NODE_PARTS or "file" in part.attrib:
+            raise _not_ours(
+                path, f"it holds <{part.tag}> (line {part.sourceline})"
+            )
+
+
+def _not_ours(path: str, why: str) -> exc.QubesStoreError:
+    return exc.QubesStoreError(
+        f"not a simulated host's state file: {why}; remove it to start "
+        "afresh, with every domain halted",
+        path=path,
+    )
 
 
 def _stamp(path: str) -> FileStamp:

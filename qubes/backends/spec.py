@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from qubes import exc
+from qubes.devices import pci_address
 
 __all__ = [
     "DiskSpec",
@@ -163,21 +164,10 @@ def _net(vm: Any) -> NetSpec | None:
 
 
 def _pci(vm: Any) -> tuple[PCISpec, ...]:
-    found = []
-    for assignment in vm.devices["pci"]:
-        ident = assignment.ident
-        try:
-            bus, rest = ident.split("_", 1)
-            slot, function = rest.split(".", 1)
-            found.append(
-                PCISpec(int(bus, 16), int(slot, 16), int(function, 16))
-            )
-        except ValueError:
-            raise exc.QubesDeviceError(
-                f"PCI device id {ident!r} is not BB_SS.F",
-                domain=vm.name,
-            ) from None
-    return tuple(found)
+    return tuple(
+        PCISpec(*pci_address(assignment.ident))
+        for assignment in vm.devices["pci"]
+    )
 
 
 def _features(vm: Any) -> tuple[tuple[str, str], ...]:

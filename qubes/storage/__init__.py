@@ -65,6 +65,16 @@ READ_ONLY = "read-only"
 _FLAGS = {"True": True, "False": False}
 
 
+def _is_clean_path(path: str, absolute: bool) -> bool:
+    # Paths go into domain XML and to file operations: printable, no
+    # climbing out of the pool.
+    if not path or any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return False
+    if path.startswith("/") != absolute:
+        return False
+    return ".." not in path.split("/")
+
+
 def _flag(config: dict[str, str], name: str) -> bool:
     # qubes.xml says True and False; anything else goes the long way.
     value = config.get(name, "False")
@@ -106,6 +116,12 @@ class Volume:
             raise exc.QubesStorageError(
                 f"volume {config.get('name')!r}: invalid configuration: {err}"
             ) from err
+        for vid in (self.vid, self.source):
+            if vid is not None and not _is_clean_path(vid, absolute=False):
+                raise exc.QubesStorageError(
+                    f"volume {self.name!r}: {vid!r} is not a volume id (a "
+                    "relative path of printable characters, no '..')"
+                )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.pool.name}:{self.vid}>"
@@ -244,6 +260,12 @@ class Pool:
         self.config = dict(config)
         if self.driver:
             self.config.setdefault("driver", self.driver)
+        folder = self.config.get("dir_path")
+        if folder is not None and not _is_clean_path(folder, absolute=True):
+            raise exc.QubesStorageError(
+                f"pool {name!r}: dir_path {folder!r} is not an absolute "
+                "path of printable characters"
+            )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -318,7 +340,11 @@ class Storage:
                 f"volume {config.get('name')!r}: no pool {pool_name!r}",
                 domain=self.vm.name,
             )
-        volume: Volume = pool.init_volume(self.vm, config)
+        try:
+            volume: Volume = pool.init_volume(self.vm, config)
+        except exc.QubesException as err:
+            err.locate(domain=self.vm.name)
+            raise
         return volume
 
     def kernel_volume(self) -> Volume | None:

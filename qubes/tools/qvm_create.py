@@ -12,6 +12,7 @@ from typing import Any
 
 from qubes import exc
 from qubes.tools import QubesArgumentParser, load_app, run
+from qubes.vm.dispvm import MAX_DISPID
 
 __all__ = ["main"]
 
@@ -69,6 +70,19 @@ def _properties(args: argparse.Namespace, cls: Any) -> dict[str, str]:
     return props
 
 
+def _dispid(app: Any, name: str) -> int:
+    # A DispVM called dispN is DispVM number N, when that one is free.
+    number = name[len("disp") :]
+    if name.startswith("disp") and number.isascii() and number.isdigit():
+        wanted = int(number)
+        if not 1 <= wanted <= MAX_DISPID:
+            return int(app.domains.get_new_unused_dispid(9999))
+        used = {vm._property_values.get("dispid") for vm in app.domains}
+        if wanted not in used:
+            return wanted
+    return int(app.domains.get_new_unused_dispid(9999))
+
+
 def _body(args: argparse.Namespace) -> int:
     app = load_app(args)
     cls = app.get_vm_class(args.klass)
@@ -80,7 +94,7 @@ def _body(args: argparse.Namespace) -> int:
             )
         props["template"] = args.template
     if args.klass == "DispVM" and "dispid" not in props:
-        props["dispid"] = str(app.domains.get_new_unused_dispid(9999))
+        props["dispid"] = str(_dispid(app, args.name))
     vm = app.add_new_vm(cls, name=args.name, label=args.label, **props)
     asyncio.run(vm.create_on_disk())
     app.save()

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from qubes import exc
+from qubes import exc, plugins
 from qubes.tools import QubesArgumentParser, display, load_app, run
 
 __all__ = ["main", "COLUMNS", "FORMATS"]
@@ -137,13 +137,14 @@ def _columns(args: argparse.Namespace) -> list[str]:
     return names
 
 
-def _getter(column: str, vms: list[Any]) -> Callable[[Any], Any]:
+def _getter(column: str, app: Any) -> Callable[[Any], Any]:
     if column in COLUMNS:
         return COLUMNS[column]
     prop = column.lower()
-    if any(prop in type(vm)._property_index for vm in vms):
+    classes = [app.get_vm_class(n) for n in plugins.names(plugins.GROUP_VM)]
+    if any(prop in cls._property_index for cls in classes):
         return _attr(prop)
-    raise exc.QubesValueError(f"unknown field {column!r}")
+    raise exc.QubesValueError(f"unknown field {column.lower()!r}")
 
 
 def _select(app: Any, args: argparse.Namespace) -> list[Any]:
@@ -191,7 +192,7 @@ def _body(args: argparse.Namespace) -> int:
             print(vm.name)
         return 0
     columns = _columns(args)
-    getters = [_getter(column, vms) for column in columns]
+    getters = [_getter(column, app) for column in columns]
     rows = [columns]
     rows.extend([display(get(vm)) for get in getters] for vm in vms)
     _print_table(rows, args.raw_data)

@@ -36,15 +36,19 @@ from qubes.properties import (
 )
 from qubes.storage import Storage, Volume
 from qubes.tags import Tags
+from qubes.xmlread import elements, text_of
 
 __all__ = ["BaseVM", "validate_name", "MAX_NAME_LENGTH", "MAX_QID"]
+
+#: namespace of the UUIDs given to stored domains that had none
+_STORED_UUID = uuid_module.UUID("9c2a3d1e-5b7f-4e0a-8f6d-2c4b1a7e3f90")
 
 #: Xen limits a domain name to 31 characters (plus the final NUL).
 MAX_NAME_LENGTH = 31
 #: qids map onto the last two bytes of 10.137.x.y addresses.
 MAX_QID = 65535
 
-_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]*$")
+_NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9_.-]*")
 # 'none' and 'default' mean "no domain" and "the default" to the tools;
 # Domain-0 is Xen's own name for dom0; '-dm' names Xen's device-model
 # stub domains.
@@ -63,7 +67,7 @@ def validate_name(name: Any) -> str:
         raise exc.QubesVMInvalidNameError(
             f"invalid name {name!r}: longer than {MAX_NAME_LENGTH} characters"
         )
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise exc.QubesVMInvalidNameError(
             f"invalid name {name!r}: must start with a letter and hold only "
             "letters, digits, '_', '.' and '-'"
@@ -161,14 +165,24 @@ class BaseVM(PropertyHolder):
         for key, value in kwargs.items():
             self.property_set(key, value)
         if "uuid" not in self._property_values and self.uuid_is_generated:
-            self.uuid = uuid_module.uuid4()
+            self.uuid = self._new_uuid(xml is not None)
         self._xml = None
         if xml is None:
             self.events_enabled = True
             self.fire_event("domain-init")
 
-    #: whether a domain without a stored UUID gets a random one
+    #: whether a domain without a stored UUID gets one
     uuid_is_generated = True
+
+    def _new_uuid(self, loaded: bool) -> uuid_module.UUID:
+        # A new domain gets a random UUID. One read from a qubes.xml that
+        # has none gets the same UUID in every process until it is
+        # saved, from its qid and name: the engine knows a domain by it.
+        if not loaded:
+            return uuid_module.uuid4()
+        return uuid_module.uuid5(
+            _STORED_UUID, f"{self._property_values.get('qid')}:{self.name}"
+        )
 
     def __repr__(self) -> str:
         return f"<{self.klass} {self.location_name()}>"
@@ -220,8 +234,22 @@ class BaseVM(PropertyHolder):
 
     def _load_values(self, xml: lxml.etree._Element) -> None:
         """Stage 2: plain properties and every collection."""
+        seen: set[str] = set()
         for node in xml:
             tag = node.tag
+            if isinstance(node, lxml.etree._Entity) or (
+                isinstance(tag, str) and tag != "devices" and tag in seen
+            ):
+                raise exc.QubesXMLError(
+                    f"<{tag}> given twice, or an entity, in <domain>",
+                    line=node.sourceline,
+                )
+            if isinstance(tag, str):
+                seen.add(tag)
+            if node.tail and node.tail.strip():
+                raise exc.QubesXMLError(
+                    "unexpected text in <domain>", line=node.sourceline
+                )
             if tag == "properties":
                 self._deferred = self.load_properties(node, 2)
             elif tag == "features":
@@ -238,9 +266,8 @@ class BaseVM(PropertyHolder):
                 )
 
     def _load_volume_config(self, element: lxml.etree._Element) -> None:
-        for node in element:
-            if node.tag != "volume":
-                continue
+        for node in elements(element, "volume"):
+            text_of(node)
             name = node.get("name")
             if not name:
                 raise exc.QubesXMLError(

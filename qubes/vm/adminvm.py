@@ -12,6 +12,7 @@ from typing import Any
 from qubes import exc
 from qubes.properties import Property, VMProperty
 from qubes.vm import BaseVM
+from qubes.vm.mix.dvmtemplate import setter_dispvm
 
 __all__ = ["AdminVM", "DOM0_UUID"]
 
@@ -39,6 +40,7 @@ class AdminVM(BaseVM):
     )
     default_dispvm = VMProperty(
         allow_none=True,
+        setter=setter_dispvm,
         default=lambda vm: vm.app.default_dispvm,
         doc="Disposable template for DispVMs started from dom0.",
     )

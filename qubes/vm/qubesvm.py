@@ -20,8 +20,16 @@ from typing import Any
 from qubes import exc, generation
 from qubes.events import handler
 from qubes.locks import domain_lock
-from qubes.properties import Property, VMProperty
+from qubes.properties import (
+    MAX_MEMORY,
+    MAX_SECONDS,
+    MAX_VCPUS,
+    Property,
+    VMProperty,
+    bounded,
+)
 from qubes.vm import BaseVM
+from qubes.vm.mix.dvmtemplate import setter_dispvm
 from qubes.vm.qubesdb import qubesdb_entries, random_seed
 
 __all__ = ["QubesVM", "VIRT_MODES", "template_first"]
@@ -34,7 +42,7 @@ VIRT_MODES = ("pv", "pvh", "hvm")
 DEFAULT_KERNELOPTS = "swiotlb=2048"
 DEFAULT_KERNELOPTS_PCI = "iommu=soft swiotlb=8192"
 
-_KERNEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_KERNEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
 def template_first(
@@ -56,22 +64,6 @@ def _has_pci(vm: Any) -> bool:
     return bool(len(vm.devices["pci"]))
 
 
-def _setter_positive(vm: Any, prop: Property, value: int) -> int:
-    if value <= 0:
-        raise exc.QubesPropertyValueError(
-            f"must be positive, not {value}", value=value
-        )
-    return value
-
-
-def _setter_not_negative(vm: Any, prop: Property, value: int) -> int:
-    if value < 0:
-        raise exc.QubesPropertyValueError(
-            f"must not be negative, not {value}", value=value
-        )
-    return value
-
-
 def _setter_virt_mode(vm: Any, prop: Property, value: str) -> str:
     value = value.lower()
     if value not in VIRT_MODES:
@@ -86,7 +78,7 @@ def _setter_kernel(vm: Any, prop: Property, value: Any) -> str | None:
     if value is None or value == "":
         return None
     value = str(value)
-    if not _KERNEL.match(value):
+    if not _KERNEL.fullmatch(value):
         raise exc.QubesPropertyValueError(
             f"invalid kernel version {value!r}", value=value
         )
@@ -139,19 +131,19 @@ class QubesVM(BaseVM):
 
     memory = Property(
         type=int,
-        setter=_setter_positive,
+        setter=bounded(1, MAX_MEMORY),
         default=template_first("memory", lambda vm: vm.app.default_memory),
         doc="Memory at start, MiB.",
     )
     maxmem = Property(
         type=int,
-        setter=_setter_not_negative,
+        setter=bounded(0, MAX_MEMORY),
         default=_default_maxmem,
         doc="Memory the domain may balloon up to, MiB; 0 for fixed.",
     )
     vcpus = Property(
         type=int,
-        setter=_setter_positive,
+        setter=bounded(1, MAX_VCPUS),
         default=template_first("vcpus", lambda vm: vm.app.default_vcpus),
         doc="Number of virtual CPUs.",
     )
@@ -184,7 +176,7 @@ class QubesVM(BaseVM):
     )
     qrexec_timeout = Property(
         type=int,
-        setter=_setter_positive,
+        setter=bounded(1, MAX_SECONDS),
         default=template_first(
             "qrexec_timeout", lambda vm: vm.app.default_qrexec_timeout
         ),
@@ -192,7 +184,7 @@ class QubesVM(BaseVM):
     )
     shutdown_timeout = Property(
         type=int,
-        setter=_setter_positive,
+        setter=bounded(1, MAX_SECONDS),
         default=template_first(
             "shutdown_timeout", lambda vm: vm.app.default_shutdown_timeout
         ),
@@ -214,11 +206,13 @@ class QubesVM(BaseVM):
     )
     default_dispvm = VMProperty(
         allow_none=True,
+        setter=setter_dispvm,
         default=lambda vm: vm.app.default_dispvm,
         doc="Disposable template for DispVMs started from this domain.",
     )
     management_dispvm = VMProperty(
         allow_none=True,
+        setter=setter_dispvm,
         default=lambda vm: vm.app.management_dispvm,
         doc="Disposable template used to manage this domain.",
     )

@@ -91,7 +91,11 @@ def _os(init: str) -> Element:
 
 def _init(spec: DomainSpec) -> str:
     init = spec.feature("lxc.init") or "/sbin/init"
-    if not init.startswith("/") or len(init) < 2:
+    if (
+        not init.startswith("/")
+        or len(init) < 2
+        or any(ord(c) < 32 or ord(c) == 127 for c in init)
+    ):
         raise exc.QubesValueError(
             f"feature lxc.init must be an absolute path, not {init!r}",
             domain=spec.name,

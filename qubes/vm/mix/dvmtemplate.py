@@ -7,7 +7,7 @@ from typing import Any
 from qubes import exc
 from qubes.properties import Property
 
-__all__ = ["DVMTemplateMixin"]
+__all__ = ["DVMTemplateMixin", "setter_dispvm"]
 
 
 #: properties that must name a disposable template
@@ -27,6 +27,15 @@ def _setter_template_for_dispvms(vm: Any, prop: Property, value: bool) -> bool:
                 "still the disposable template of " + ", ".join(users),
                 value=value,
             )
+    return value
+
+
+def setter_dispvm(holder: Any, prop: Property, value: Any) -> Any:
+    """Validate a disposable template: it has template_for_dispvms."""
+    if value is not None and not getattr(value, "template_for_dispvms", 0):
+        raise exc.QubesPropertyValueError(
+            f"{value.name!r} is not a disposable template", value=value
+        )
     return value
 
 

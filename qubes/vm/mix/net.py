@@ -22,7 +22,7 @@ __all__ = ["NetVMMixin", "netvm_chain", "setter_netvm"]
 DNS_SERVERS = ("10.139.1.1", "10.139.1.2")
 NETMASK = "255.255.255.255"
 
-_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+_MAC = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}")
 
 
 def netvm_chain(vm: Any) -> list[Any]:
@@ -106,7 +106,7 @@ def _setter_ip(vm: Any, prop: Property, value: str) -> str:
 
 def _setter_mac(vm: Any, prop: Property, value: str) -> str:
     value = value.lower()
-    if not _MAC.match(value):
+    if not _MAC.fullmatch(value):
         raise exc.QubesPropertyValueError(
             f"invalid MAC address {value!r}", value=value
         )
