@@ -328,3 +328,22 @@ def marker_boot(text: str, name: str) -> int:
     """The highest boot count of *name*'s markers in *text*, or 0."""
     found = re.findall(rf"name={re.escape(name)} boot=(\d+)", text)
     return max((int(n) for n in found), default=0)
+
+
+def main(argv: list[str]) -> int:
+    """``python engines.py ENGINE``: exit 0 if ENGINE can run here, else
+    print why and exit 3."""
+    if len(argv) != 1 or argv[0] not in ENGINES:
+        print(f"usage: engines.py {{{','.join(ENGINES)}}}")
+        return 2
+    reason = make_engine(argv[0]).unavailable()
+    if reason is not None:
+        print(reason)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
