@@ -1,7 +1,7 @@
 """What every libvirt backend does the same way, written once.
 
 A driver subclass provides its name, default URI, capabilities and the
-XML builder (:meth:`LibvirtBackend.build_xml`); lifecycle, states,
+XML builder (see :class:`._common.BackendBase`); lifecycle, states,
 statistics and events are the same libvirt calls for Xen, KVM and LXC
 and live here.
 
@@ -12,30 +12,26 @@ does nothing here; the simulated host uses it to keep its state file.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import logging
 import uuid as uuid_module
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 import libvirt
 import lxml.etree
 
 from qubes import exc
 from qubes.backends import (
-    Capabilities,
     DomainStats,
     EventCallback,
     PowerState,
     Subscription,
 )
+from qubes.backends._common import BackendBase
 from qubes.backends._definitions import Definitions
 from qubes.backends._libvirt import Connection
-from qubes.backends._xml import XMLCache
 from qubes.backends.simulated import NodeFile
-from qubes.backends.spec import DomainSpec, domain_spec
-from qubes.qdb import LocalQubesDB
 
 __all__ = ["LibvirtBackend", "POWER_STATES"]
 
@@ -54,7 +50,7 @@ POWER_STATES = {
 }
 
 
-class LibvirtBackend:
+class LibvirtBackend(BackendBase):
     """A backend that drives one libvirt connection.
 
     :param uri: the libvirt URI; by default :attr:`default_uri`
@@ -62,9 +58,6 @@ class LibvirtBackend:
     :param state_file: run as a simulated host whose state is kept in
         this node file (the URI is then the file's)
     """
-
-    name: ClassVar[str] = ""
-    default_uri: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -75,14 +68,12 @@ class LibvirtBackend:
     ) -> None:
         if state_file is not None:
             uri = state_file.uri
-        self.uri = uri or (connection.uri if connection else self.default_uri)
+        super().__init__(uri or (connection.uri if connection else None))
         self.state_file = state_file
         self.connection = connection or Connection(
             self.uri,
             before_open=state_file.before_open if state_file else None,
         )
-        self._xml_cache = XMLCache()
-        self._qubesdbs: dict[uuid_module.UUID, LocalQubesDB] = {}
         #: domain handles by UUID, so that a state costs one call; each
         #: with the connection it belongs to
         self._handles: dict[
@@ -93,42 +84,14 @@ class LibvirtBackend:
         self._networks_up: set[tuple[Any, str]] = set()
         self.connection.subscribe(self._definitions.on_event)
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.uri}>"
-
-    # -- what a driver provides --------------------------------------------
-
     @property
-    def engine_capabilities(self) -> Capabilities:
-        """What the engine can do (each driver says)."""
-        raise NotImplementedError
-
-    @property
-    def capabilities(self) -> Capabilities:
-        """What this backend can do: the engine's capabilities, marked
-        simulated on a simulated host; read once."""
-        caps = self._capabilities
-        if caps is None:
-            caps = self.engine_capabilities
-            if self.state_file is not None:
-                caps = dataclasses.replace(caps, simulated=True)
-            self._capabilities = caps
-        return caps
-
-    _capabilities: Capabilities | None = None
-
-    def build_xml(self, spec: DomainSpec) -> str:
-        """The domain XML of *spec*, in this backend's dialect."""
-        raise NotImplementedError
-
-    def networks(self, spec: DomainSpec) -> list[str]:
-        """The libvirt networks the domain is plugged into that this
-        backend makes."""
-        return []
+    def simulated(self) -> bool:
+        """Whether this is the simulated host (a state file)."""
+        return self.state_file is not None
 
     def describe(self) -> str:
         """One line: backend, URI and engine, for the tools."""
-        text = f"backend {self.name} ({self.engine_name}), URI {self.uri}"
+        text = super().describe()
         if self.state_file is not None:
             text += (
                 " - simulated host: libvirt's test driver, state kept in "
@@ -136,57 +99,13 @@ class LibvirtBackend:
             )
         return text
 
-    #: the engine, in a few words, for :meth:`describe`
     engine_name = "libvirt"
-
-    # -- XML ----------------------------------------------------------------
 
     @property
     def shared_between_processes(self) -> bool:
         """Whether other processes may drive the same domains: every
         engine but the test driver's private in-process state."""
         return self.state_file is not None or not self.uri.startswith("test:")
-
-    def check_spec(self, spec: DomainSpec) -> None:
-        """Refuse what this backend cannot run.
-
-        :raises QubesUnsupportedError: a virt mode or PCI passthrough
-            the engine does not offer
-        """
-        caps = self.capabilities
-        if spec.virt_mode not in caps.virt_modes:
-            raise exc.QubesUnsupportedError(
-                f"the {self.name} backend cannot run virt_mode "
-                f"{spec.virt_mode!r} (it runs "
-                f"{', '.join(sorted(caps.virt_modes))})",
-                domain=spec.name,
-                prop="virt_mode",
-            )
-        if spec.pci and not caps.pci_passthrough:
-            raise exc.QubesUnsupportedError(
-                f"the {self.name} backend cannot pass PCI devices through",
-                domain=spec.name,
-            )
-
-    def create_config(self, vm: Any) -> str:
-        """The libvirt domain XML that starting *vm* would define.
-
-        The XML of an unchanged domain is built once and reused.
-        """
-        xml = self._xml_cache.get_unchanged(vm.uuid)
-        if xml is not None:
-            return xml
-        try:
-            spec = domain_spec(vm)
-            xml = self._xml_cache.get(vm.uuid, spec)
-            if xml is None:
-                self.check_spec(spec)
-                xml = self.build_xml(spec)
-                self._xml_cache.put(vm.uuid, spec, xml)
-        except exc.QubesException as err:
-            err.locate(domain=vm.name)
-            raise
-        return xml
 
     # -- lookups ------------------------------------------------------------
 
@@ -301,10 +220,8 @@ class LibvirtBackend:
         without defining it again (see :mod:`._definitions`)."""
         xml = self.create_config(vm)
         log.debug("%s: %s", vm.name, xml)
-        spec = self._xml_cache.spec(vm.uuid)
-        if spec is not None:
-            for name in self.networks(spec):
-                await self._ensure_network(name)
+        for name in self.networks(self.spec_of(vm)):
+            await self._ensure_network(name)
         key = vm.uuid
         kept = self._handle(key)
         if kept is not None and not self._definitions.is_current(
@@ -334,7 +251,7 @@ class LibvirtBackend:
         with self.mutation():
             dom = await self.connection.run("create", define_and_create, vm)
         self._keep_handle(key, dom)
-        self._qubesdbs[key] = LocalQubesDB(vm.name)
+        self._new_qubesdb(vm)
 
     async def _ensure_network(self, name: str) -> None:
         """Define and start network *name* unless it runs (once per
@@ -399,16 +316,6 @@ class LibvirtBackend:
                 await self.connection.run("undefine", act, vm)
         except exc.QubesNoSuchDomainError:
             pass
-
-    def qubesdb(self, vm: Any) -> LocalQubesDB | None:
-        """The QubesDB of a running *vm*, or None."""
-        return self._qubesdbs.get(vm.uuid)
-
-    def forget(self, vm: Any) -> None:
-        """Drop what is kept for a domain that stopped (its QubesDB)."""
-        qdb = self._qubesdbs.pop(vm.uuid, None)
-        if qdb is not None:
-            qdb.close()
 
     def close(self) -> None:
         """Close the engine connection; it reopens on next use."""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from qubes.backends import Capabilities
 from qubes.backends._base import LibvirtBackend
 from qubes.backends.lxc import _ownership, _xml
-from qubes.backends.spec import DomainSpec, domain_spec
+from qubes.backends.spec import DomainSpec
 
 __all__ = ["LXCBackend"]
 
@@ -46,10 +45,5 @@ class LXCBackend(LibvirtBackend):
         """Give the container its folders (see :mod:`._ownership`), then
         start it."""
         if not self.capabilities.simulated:
-            spec = domain_spec(vm)
-            self.check_spec(spec)
-            snapshots = {
-                name for name, v in vm.volumes.items() if v.snap_on_start
-            }
-            await asyncio.to_thread(_ownership.prepare, spec, snapshots)
+            await _ownership.prepare_domain(self.spec_of(vm), vm)
         await super().start(vm)

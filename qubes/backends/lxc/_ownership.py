@@ -19,7 +19,9 @@ range.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from typing import Any
 
 from qubes.backends.lxc._xml import (
     IDMAP_BASE,
@@ -30,7 +32,7 @@ from qubes.backends.lxc._xml import (
 from qubes.backends.spec import DomainSpec
 from qubes.storage import _files as files
 
-__all__ = ["prepare", "shifted"]
+__all__ = ["prepare", "prepare_domain", "shifted"]
 
 _MOUNTED = ("root", "private")
 
@@ -52,6 +54,12 @@ def _shift_tree(top: str, target: int) -> None:
         for name in dirs + names:
             _shift(os.path.join(folder, name), target)
     _shift(top, target)
+
+
+async def prepare_domain(spec: DomainSpec, vm: Any) -> None:
+    """:func:`prepare` for a domain, off the event loop."""
+    snapshots = {name for name, v in vm.volumes.items() if v.snap_on_start}
+    await asyncio.to_thread(prepare, spec, snapshots)
 
 
 def prepare(spec: DomainSpec, snapshots: set[str]) -> None:
