@@ -30,7 +30,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
     GROUP_BACKENDS: {
         "xen": "qubes.backends.xen:XenBackend",
         "kvm": "qubes.backends.kvm:KVMBackend",
-        "lxc": "qubes.backends.lxc:LXCBackend",
+        "lxc": "qubes.backends.lxc:make_backend",
     },
     GROUP_STORAGE: {
         "file": "qubes.storage.file:FilePool",

@@ -323,11 +323,16 @@ class LibvirtBackend(BackendBase):
         self.connection.close()
 
 
+def bridge_name(network: str) -> str:
+    """The host bridge of network *network*: named after a hash of it,
+    since a bridge's name is at most 15 bytes."""
+    return "qbr" + hashlib.sha1(network.encode()).hexdigest()[:10]
+
+
 def network_xml(name: str) -> str:
     """An isolated libvirt network: no address and no forwarding on the
-    host's side; the netvm is the gateway. Its bridge is named after a
-    hash of the network's name (bridge names are at most 15 bytes)."""
-    bridge = "qbr" + hashlib.sha1(name.encode()).hexdigest()[:10]
+    host's side; the netvm is the gateway."""
+    bridge = bridge_name(name)
     network = lxml.etree.Element("network")
     lxml.etree.SubElement(network, "name").text = name
     lxml.etree.SubElement(

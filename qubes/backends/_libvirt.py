@@ -39,6 +39,7 @@ import libvirt
 from qubes import exc
 from qubes.backends import EventCallback, LifecycleEvent
 from qubes.backends._errors import first_line, is_connection_lost, translate
+from qubes.backends._events import Subscribers, Subscription
 
 __all__ = ["Connection", "LIFECYCLE_EVENTS"]
 
@@ -100,31 +101,6 @@ class _EventThread:
             libvirt.virEventRunDefaultImpl()
 
 
-class _Subscription:
-    """One subscriber of a :class:`Connection`'s lifecycle events."""
-
-    def __init__(
-        self,
-        connection: Connection,
-        callback: EventCallback,
-        loop: asyncio.AbstractEventLoop | None,
-    ) -> None:
-        self.connection = connection
-        self.callback = callback
-        self.loop = loop
-
-    def deliver(self, uuid: str, event: LifecycleEvent) -> None:
-        loop = self.loop
-        if loop is None:
-            self.callback(uuid, event)
-        elif not loop.is_closed():
-            loop.call_soon_threadsafe(self.callback, uuid, event)
-
-    def cancel(self) -> None:
-        """Stop delivering events to this subscriber."""
-        self.connection._unsubscribe(self)
-
-
 class Connection:
     """A lazily opened libvirt connection.
 
@@ -147,7 +123,7 @@ class Connection:
         self.inline = uri.startswith("test:") if inline is None else inline
         self._conn: libvirt.virConnect | None = None
         self._callback_id: int | None = None
-        self._subscribers: list[_Subscription] = []
+        self._subscribers = Subscribers()
         self._lock = threading.RLock()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -217,8 +193,7 @@ class Connection:
             return
         uuid = dom.UUIDString()
         log.debug("event %s %s (detail %d)", uuid, kind.value, detail)
-        for subscriber in list(self._subscribers):
-            subscriber.deliver(uuid, kind)
+        self._subscribers.deliver(uuid, kind)
 
     def reset(self) -> None:
         """Drop the connection; the next call opens a new one."""
@@ -278,18 +253,8 @@ class Connection:
             self._executor, self.call, op, func, vm
         )
 
-    def subscribe(self, callback: EventCallback) -> _Subscription:
+    def subscribe(self, callback: EventCallback) -> Subscription:
         """Deliver lifecycle events to *callback*, on the asyncio loop
         running now (or in the event thread when none runs), from the
         moment the connection is open."""
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        subscriber = _Subscription(self, callback, loop)
-        self._subscribers.append(subscriber)
-        return subscriber
-
-    def _unsubscribe(self, subscriber: _Subscription) -> None:
-        if subscriber in self._subscribers:
-            self._subscribers.remove(subscriber)
+        return self._subscribers.add(callback)

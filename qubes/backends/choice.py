@@ -39,7 +39,13 @@ NODE_FILE = "libvirt-node.xml"
 #: the dialect of an auto-detected simulated host: the Qubes OS one
 SIMULATED_BACKEND = "xen"
 
-_SCHEMES = {"xen": "xen", "qemu": "kvm", "lxc": "lxc", "test": "xen"}
+_SCHEMES = {
+    "xen": "xen",
+    "qemu": "kvm",
+    "lxc": "lxc",
+    "liblxc": "lxc",
+    "test": "xen",
+}
 _XEN_CAPABILITIES = "/proc/xen/capabilities"
 _LIBVIRT_SOCKET = "/run/libvirt/libvirt-sock"
 

@@ -16,6 +16,7 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import uuid
 from typing import Any
@@ -32,6 +33,8 @@ CACHE = pathlib.Path(os.environ.get("QUBES_TEST_CACHE", ROOT / "cache"))
 #: mounts made below this folder reach libvirtd's mount namespace (see
 #: scripts/libvirtd-ctl)
 SHARED_MOUNTS = pathlib.Path("/run/qubes-tests-mounts")
+#: where liblxc tests keep their pools (searchable by mapped uids)
+LIBLXC_ROOT = pathlib.Path("/var/tmp/qubes-tests-liblxc")
 TEST_KERNEL = "6.1.0-test"
 MIB = 1024 * 1024
 _serial = itertools.count(1)
@@ -82,6 +85,17 @@ class Engine:
 
     def teardown(self, app: Any) -> None:
         """Release what the test left on the engine."""
+
+    #: whether the engine keeps libvirt definitions
+    libvirt = True
+
+    def destroy_outside(self, vm: Any) -> None:
+        """Stop *vm* behind the store's back, as ``virsh destroy``."""
+        vm.libvirt_domain.destroy()
+
+    def defined(self, vm: Any) -> bool:
+        """Whether the engine holds a definition of *vm*."""
+        return vm.libvirt_domain is not None
 
 
 class RealEngine(Engine):
@@ -287,6 +301,80 @@ class LibvirtLxcEngine(RealEngine):
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+class LiblxcEngine(LibvirtLxcEngine):
+    """The LXC backend on liblxc: no daemon; containers start from this
+    process, in its mount namespace."""
+
+    uri = ""
+    libvirt = False
+
+    def destroy_outside(self, vm: Any) -> None:
+        """The container's init killed, as if it died."""
+        os.kill(vm.xid, signal.SIGKILL)
+
+    def defined(self, vm: Any) -> bool:
+        """Whether liblxc holds a configuration of *vm*."""
+        return bool(vm.app.backend.container(vm.name).defined)
+
+    def unavailable(self) -> str | None:
+        if os.geteuid() != 0:
+            return "liblxc containers here need root"
+        try:
+            import lxc  # noqa: F401
+        except ImportError:
+            return "python-lxc is not installed (pip install lxc)"
+        missing = self._missing_cache()
+        if missing:
+            return (
+                f"the test template is not built ({missing} is missing): "
+                "run scripts/build-template"
+            )
+        return None
+
+    def backend(self, root: pathlib.Path) -> Any:
+        # Every folder above a container's root and its configuration
+        # must be searchable by its mapped root, which pytest's private
+        # tmp_path is not.
+        LIBLXC_ROOT.mkdir(mode=0o711, exist_ok=True)
+        LIBLXC_ROOT.chmod(0o711)
+        self.folder = LIBLXC_ROOT / f"test-{uuid.uuid4().hex[:12]}"
+        self.folder.mkdir(mode=0o711)
+        lxcpath = self.folder / "lxcpath"
+        return qubes.backends.get_backend("lxc", uri=f"liblxc://{lxcpath}")
+
+    def pools(self, app: Any, root: pathlib.Path) -> None:
+        """Folders in the searchable place made by :meth:`backend`."""
+        app.pools["dirs"] = make_pool(
+            "dirs", {"driver": "dir", "dir_path": str(self.folder / "dirs")}
+        )
+        app.default_pool = "dirs"
+        app.default_kernel = None
+
+    def teardown(self, app: Any) -> None:
+        async def clean() -> None:
+            for vm in list(app.domains):
+                if vm.qid:
+                    if vm.is_running():
+                        await vm.kill()
+                    await vm.remove_from_disk()
+
+        run(clean())
+        for name in os.listdir("/sys/class/net"):
+            if name.startswith("qbr") and _made_by(app, name):
+                subprocess.run(["ip", "link", "del", name], check=False)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _made_by(app: Any, bridge: str) -> bool:
+    from qubes.backends._base import bridge_name
+
+    prefix = f"qubes-{app.test_prefix}"
+    return any(
+        bridge_name(f"{prefix}{vm.name[len(app.test_prefix) :]}") == bridge
+        for vm in app.domains
+    )
+
+
 def _is_shared_mount(path: pathlib.Path) -> bool:
     # A bind mount of the same filesystem fools os.path.ismount();
     # mountinfo says what is mounted where, and how it propagates.
@@ -301,9 +389,12 @@ def _is_shared_mount(path: pathlib.Path) -> bool:
 def make_engine(name: str) -> Engine:
     """The engine called *name* (see :data:`ENGINES`)."""
     backend_name, kind = ENGINES[name]
-    cls = {"test": Engine, "qemu": QemuEngine, "libvirt": LibvirtLxcEngine}[
-        kind
-    ]
+    cls = {
+        "test": Engine,
+        "qemu": QemuEngine,
+        "libvirt": LibvirtLxcEngine,
+        "liblxc": LiblxcEngine,
+    }[kind]
     return cls(name, backend_name)
 
 
@@ -314,6 +405,7 @@ ENGINES = {
     "lxc-test": ("lxc", "test"),
     "kvm-qemu": ("kvm", "qemu"),
     "lxc-libvirt": ("lxc", "libvirt"),
+    "lxc-liblxc": ("lxc", "liblxc"),
 }
 
 

@@ -14,7 +14,7 @@ def test_domain_destroyed_outside_is_noticed(host):
     async def scenario():
         await vm.start()
         # As `virsh destroy work` would: behind the store's back.
-        vm.libvirt_domain.destroy()
+        host.engine.destroy_outside(vm)
         await wait_for(lambda: "domain-shutdown" in host.events_of("work"))
 
     asyncio.run(scenario())

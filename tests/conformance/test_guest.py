@@ -111,7 +111,7 @@ def test_guest_killed_outside_is_noticed_and_volumes_released(real):
         await real.booted("work", 1)
         assert root.exists()
         # As `virsh destroy` would: behind the store's back.
-        vm.libvirt_domain.destroy()
+        real.engine.destroy_outside(vm)
         await wait_for(
             lambda: "domain-shutdown" in real.events_of("work"), timeout=30
         )

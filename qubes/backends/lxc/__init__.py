@@ -9,7 +9,17 @@ from qubes.backends._base import LibvirtBackend
 from qubes.backends.lxc import _ownership, _xml
 from qubes.backends.spec import DomainSpec
 
-__all__ = ["LXCBackend"]
+__all__ = ["LXCBackend", "make_backend"]
+
+
+def make_backend(uri: str | None = None, **options: Any) -> Any:
+    """The LXC backend for *uri*: on liblxc for ``liblxc:///PATH``, on
+    libvirt's LXC driver otherwise."""
+    if uri is not None and uri.startswith("liblxc:"):
+        from qubes.backends.lxc.liblxc import LiblxcBackend
+
+        return LiblxcBackend(uri, **options)
+    return LXCBackend(uri, **options)
 
 
 class LXCBackend(LibvirtBackend):

@@ -89,7 +89,8 @@ def _os(init: str) -> Element:
     return os_element
 
 
-def _init(spec: DomainSpec) -> str:
+def init_of(spec: DomainSpec) -> str:
+    """The container's init program (feature ``lxc.init``)."""
     init = spec.feature("lxc.init") or "/sbin/init"
     if (
         not init.startswith("/")
@@ -104,7 +105,7 @@ def _init(spec: DomainSpec) -> str:
 
 
 def _os_of(domain: Element, spec: DomainSpec) -> None:
-    init = _init(spec)
+    init = init_of(spec)
     os_element = _PARTS.copy(("os", init), lambda: _os(init))
     _xml.set_text(os_element[_INITENV], spec.name)
     domain.append(os_element)
