@@ -11,6 +11,7 @@ does nothing here; the simulated host uses it to keep its state file.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -82,6 +83,7 @@ class LibvirtBackend(BackendBase):
         self._definitions = Definitions()
         #: (connection, network name) known to run
         self._networks_up: set[tuple[Any, str]] = set()
+        self._network_lock: tuple[Any, asyncio.Lock] | None = None
         self.connection.subscribe(self._definitions.on_event)
 
     @property
@@ -259,7 +261,15 @@ class LibvirtBackend(BackendBase):
         conn = self.connection.raw_or_none
         if conn is not None and (conn, name) in self._networks_up:
             return
+        # Domains that start together on one netvm make its network once.
+        loop = asyncio.get_running_loop()
+        if self._network_lock is None or self._network_lock[0] is not loop:
+            self._network_lock = (loop, asyncio.Lock())
+        async with self._network_lock[1]:
+            if (self.connection.raw_or_none, name) not in self._networks_up:
+                await self._make_network(name)
 
+    async def _make_network(self, name: str) -> None:
         def ensure(conn: libvirt.virConnect) -> None:
             try:
                 network = conn.networkLookupByName(name)

@@ -9,9 +9,9 @@ call goes through :meth:`Connection.call` (or its coroutine form
   opens it again and retries the call once — event callbacks are
   registered on the new connection too;
 - in :meth:`~Connection.run`, keeps blocking calls off the asyncio loop:
-  engines behind a daemon are called from one worker thread per
-  connection; libvirt's in-process test driver answers in microseconds
-  and is called inline.
+  engines behind a daemon are called from the connection's pool of
+  worker threads (:data:`WORKERS`); libvirt's in-process test driver
+  answers in microseconds and is called inline.
 
 Lifecycle events: libvirt's own event loop runs in one background thread
 per process, and each event is handed to the asyncio loop of whoever
@@ -41,7 +41,12 @@ from qubes.backends import EventCallback, LifecycleEvent
 from qubes.backends._errors import first_line, is_connection_lost, translate
 from qubes.backends._events import Subscribers, Subscription
 
-__all__ = ["Connection", "LIFECYCLE_EVENTS"]
+__all__ = ["Connection", "LIFECYCLE_EVENTS", "WORKERS"]
+
+#: threads that make blocking calls on one connection: a libvirt
+#: connection takes calls from several threads at once, so that twenty
+#: domains can start together
+WORKERS = 8
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +251,7 @@ class Connection:
             return self.call(op, func, vm)
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(
-                1, thread_name_prefix="libvirt-call"
+                WORKERS, thread_name_prefix="libvirt-call"
             )
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(

@@ -24,13 +24,16 @@ from typing import Any
 
 import pytest
 
-import qubes
-
-from engines import ENGINES, MIB, Engine, make_engine, marker_boot, prefix_for
+from engines import (
+    ENGINES,
+    Engine,
+    make_engine,
+    make_store,
+    marker_boot,
+    prefix_for,
+)
 
 DEFAULT_ENGINES = ("xen-test", "kvm-test", "lxc-test")
-#: a private volume small enough to format quickly under emulation
-PRIVATE_SIZE = 64 * MIB
 
 
 def pytest_addoption(parser: Any) -> None:
@@ -121,49 +124,6 @@ async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def _make_store(engine: Engine, root: pathlib.Path, prefix: str) -> Any:
-    path = root / "qubes.xml"
-    qubes.Qubes.create_empty_store(str(path))
-    app = qubes.Qubes(str(path), backend=engine.backend(root))
-    app.test_prefix = prefix
-    engine.pools(app, root)
-    # Small and fixed: guests run under emulation, and fixed memory
-    # needs no balloon.
-    template = app.add_new_vm(
-        "TemplateVM",
-        name=prefix + "tpl",
-        label="black",
-        memory=256,
-        maxmem=0,
-        vcpus=1,
-    )
-    app.default_template = template
-    net = app.add_new_vm(
-        "AppVM", name=prefix + "sys-net", label="red", provides_network=True
-    )
-    net.netvm = None
-    app.default_netvm = net
-    dvm = app.add_new_vm(
-        "AppVM", name=prefix + "dvm", label="red", template_for_dispvms=True
-    )
-    app.default_dispvm = dvm
-    app.add_new_vm("AppVM", name=prefix + "work", label="blue")
-    for vm in app.domains:
-        if "private" in vm.volume_config:
-            vm.volume_config["private"]["size"] = str(PRIVATE_SIZE)
-            vm.storage.invalidate()
-    app.save()
-
-    async def create_volumes() -> None:
-        for vm in app.domains:
-            if vm.qid:
-                await vm.create_on_disk()
-
-    asyncio.run(create_volumes())
-    engine.import_template(template)
-    return app
-
-
 @pytest.fixture
 def host(engine: str, tmp_path: pathlib.Path) -> Any:
     """A fresh store on *engine*; what it ran is cleaned up after."""
@@ -172,7 +132,7 @@ def host(engine: str, tmp_path: pathlib.Path) -> Any:
     if reason is not None:
         pytest.skip(f"engine {engine} is not available here: {reason}")
     prefix = prefix_for(chosen)
-    app = _make_store(chosen, tmp_path, prefix)
+    app = make_store(chosen, tmp_path, prefix)
     try:
         yield Host(chosen, app, tmp_path, prefix)
     finally:

@@ -37,6 +37,8 @@ SHARED_MOUNTS = pathlib.Path("/run/qubes-tests-mounts")
 LIBLXC_ROOT = pathlib.Path("/var/tmp/qubes-tests-liblxc")
 TEST_KERNEL = "6.1.0-test"
 MIB = 1024 * 1024
+#: a private volume small enough to format quickly under emulation
+PRIVATE_SIZE = 64 * MIB
 _serial = itertools.count(1)
 
 
@@ -373,6 +375,52 @@ def _made_by(app: Any, bridge: str) -> bool:
         bridge_name(f"{prefix}{vm.name[len(app.test_prefix) :]}") == bridge
         for vm in app.domains
     )
+
+
+def make_store(engine: Engine, root: pathlib.Path, prefix: str = "") -> Any:
+    """A store on *engine* in *root*: a template ``tpl`` with the test
+    template's root, a netvm ``sys-net``, a disposable template ``dvm``
+    and an AppVM ``work``, their names with *prefix*; volumes made."""
+    path = root / "qubes.xml"
+    qubes.Qubes.create_empty_store(str(path))
+    app = qubes.Qubes(str(path), backend=engine.backend(root))
+    app.test_prefix = prefix
+    engine.pools(app, root)
+    # Small and fixed: guests run under emulation, and fixed memory
+    # needs no balloon.
+    template = app.add_new_vm(
+        "TemplateVM",
+        name=prefix + "tpl",
+        label="black",
+        memory=256,
+        maxmem=0,
+        vcpus=1,
+    )
+    app.default_template = template
+    net = app.add_new_vm(
+        "AppVM", name=prefix + "sys-net", label="red", provides_network=True
+    )
+    net.netvm = None
+    app.default_netvm = net
+    dvm = app.add_new_vm(
+        "AppVM", name=prefix + "dvm", label="red", template_for_dispvms=True
+    )
+    app.default_dispvm = dvm
+    app.add_new_vm("AppVM", name=prefix + "work", label="blue")
+    for vm in app.domains:
+        if "private" in vm.volume_config:
+            vm.volume_config["private"]["size"] = str(PRIVATE_SIZE)
+            vm.storage.invalidate()
+    app.save()
+
+    async def create_volumes() -> None:
+        for vm in app.domains:
+            if vm.qid:
+                await vm.create_on_disk()
+
+    asyncio.run(create_volumes())
+    engine.import_template(template)
+    return app
 
 
 def _is_shared_mount(path: pathlib.Path) -> bool:
