@@ -30,6 +30,7 @@ trips; :class:`Volume` gives the typed view.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 from collections.abc import Callable
@@ -238,9 +239,16 @@ class Volume:
             await _blocking(self.discard_revisions)
 
 
+#: threads for the blocking work of volumes (copies, mounts): enough that
+#: domains starting together do not wait for one another's
+_EXECUTOR = concurrent.futures.ThreadPoolExecutor(
+    16, thread_name_prefix="qubes-storage"
+)
+
+
 async def _blocking(func: Callable[[], None]) -> None:
     # File copies and mounts block: off the event loop.
-    await asyncio.to_thread(func)
+    await asyncio.get_running_loop().run_in_executor(_EXECUTOR, func)
 
 
 class Pool:

@@ -7,6 +7,7 @@ file and what was attempted.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import subprocess
@@ -17,10 +18,13 @@ from qubes import exc
 
 __all__ = [
     "storage_errors",
+    "mount_overlay",
+    "unmount",
     "run",
     "sparse_file",
     "copy_file",
     "remove",
+    "copy_tree",
     "revisions",
     "revision_path",
     "prune",
@@ -57,6 +61,43 @@ def run(command: Sequence[str], what: str, path: str) -> str:
     return done.stdout
 
 
+_libc: ctypes.CDLL | None = None
+
+
+def _c() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def mount_overlay(lower: str, upper: str, work: str, target: str) -> None:
+    """Mount an overlay on *target*: *lower* read-only below, *upper*
+    above. The system call, not mount(8): twenty containers starting at
+    once would otherwise spend more time starting mount(8) than
+    mounting."""
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    if (
+        _c().mount(
+            b"overlay", os.fsencode(target), b"overlay", 0, os.fsencode(options)
+        )
+        != 0
+    ):
+        err = ctypes.get_errno()
+        raise exc.QubesStorageError(
+            f"cannot mount an overlay on {target}: {os.strerror(err)}"
+        )
+
+
+def unmount(target: str) -> None:
+    """Unmount *target* (the system call, as :func:`mount_overlay`)."""
+    if _c().umount2(os.fsencode(target), 0) != 0:
+        err = ctypes.get_errno()
+        raise exc.QubesStorageError(
+            f"cannot unmount {target}: {os.strerror(err)}"
+        )
+
+
 def sparse_file(path: str, size: int) -> None:
     """A new, empty (sparse) file of *size* bytes, replacing any."""
     with storage_errors("create", path):
@@ -75,6 +116,24 @@ def copy_file(source: str, target: str) -> None:
         "copy to",
         target,
     )
+
+
+def copy_tree(source: str, target: str) -> None:
+    """Copy a folder tree, with owners, modes, times and links as they
+    are (a private volume is small; no copy program is started)."""
+
+    def copy(src: str, dst: str) -> None:
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+    with storage_errors("copy", source):
+        shutil.copytree(source, target, symlinks=True, copy_function=copy)
+        for folder, dirs, names in os.walk(source):
+            rel = os.path.relpath(folder, source)
+            for name in [".", *dirs, *names]:
+                src = os.path.normpath(os.path.join(folder, name))
+                stat = os.lstat(src)
+                dst = os.path.normpath(os.path.join(target, rel, name))
+                os.lchown(dst, stat.st_uid, stat.st_gid)
 
 
 def remove(path: str) -> None:

@@ -78,17 +78,12 @@ class DirVolume(Volume):
         with files.storage_errors("create", self._path):
             for folder in (upper, work, self._path):
                 os.makedirs(folder)
-        options = f"lowerdir={source},upperdir={upper},workdir={work}"
-        files.run(
-            ["mount", "-t", "overlay", "overlay", "-o", options, self._path],
-            "mount an overlay on",
-            self._path,
-        )
+        files.mount_overlay(source, upper, work, self._path)
 
     def discard(self) -> None:
         """Unmount the overlay if there is one; remove the folders."""
         if _is_mount(self._path):
-            files.run(["umount", self._path], "unmount", self._path)
+            files.unmount(self._path)
         files.remove(self._path)
         files.remove(self._upper)
 
@@ -96,12 +91,7 @@ class DirVolume(Volume):
         """Copy the folder as a revision; drop the oldest beyond the
         number to keep."""
         if os.path.isdir(self._path):
-            target = files.revision_path(self._path)
-            files.run(
-                ["cp", "-a", "--reflink=auto", self._path, target],
-                "copy",
-                self._path,
-            )
+            files.copy_tree(self._path, files.revision_path(self._path))
         files.prune(self._path, self.revisions_to_keep)
 
     def discard_revisions(self) -> None:

@@ -19,6 +19,7 @@ Not done on liblxc, and refused or said where it matters: image volumes
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import shutil
 import subprocess
@@ -133,6 +134,9 @@ class LiblxcBackend(BackendBase):
             )
         self.lxcpath = self.uri[len(SCHEME) :]
         self._watcher = _Watcher(self)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            32, thread_name_prefix="liblxc"
+        )
 
     @property
     def engine_capabilities(self) -> Capabilities:
@@ -214,7 +218,7 @@ class LiblxcBackend(BackendBase):
         spec = self.spec_of(vm)
         await _ownership.prepare_domain(spec, vm)
         try:
-            await asyncio.to_thread(self._start_container, spec)
+            await self._blocking(self._start_container, spec)
         except exc.QubesException as err:
             err.locate(domain=vm.name)
             if isinstance(err, exc.QubesVMError):
@@ -229,20 +233,26 @@ class LiblxcBackend(BackendBase):
             raise exc.QubesVMNotStartedError(vm, "is not running")
         return container
 
+    async def _blocking(self, func: Any, *args: Any) -> Any:
+        # liblxc blocks while a container starts or stops: one thread
+        # each, so that many can start together.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, func, *args)
+
     async def kill(self, vm: Any) -> None:
         """Stop the container at once."""
         container = self._running(vm)
-        await asyncio.to_thread(container.stop)
+        await self._blocking(container.stop)
 
     async def shutdown(self, vm: Any) -> None:
         """Ask the container's init to power off (SIGPWR)."""
         container = self._running(vm)
-        await asyncio.to_thread(container.shutdown, 0)
+        await self._blocking(container.shutdown, 0)
 
     async def pause(self, vm: Any) -> None:
         """Freeze the container."""
         container = self._running(vm)
-        if not await asyncio.to_thread(container.freeze):
+        if not await self._blocking(container.freeze):
             raise exc.QubesBackendError("liblxc could not freeze it")
 
     async def unpause(self, vm: Any) -> None:
@@ -250,7 +260,7 @@ class LiblxcBackend(BackendBase):
         container = self.container(vm.name)
         if container.state != "FROZEN":
             raise exc.QubesVMNotPausedError(vm, "is not paused")
-        if not await asyncio.to_thread(container.unfreeze):
+        if not await self._blocking(container.unfreeze):
             raise exc.QubesBackendError("liblxc could not thaw it")
 
     async def undefine(self, vm: Any) -> None:
@@ -258,7 +268,7 @@ class LiblxcBackend(BackendBase):
         folder = os.path.join(self.lxcpath, vm.name)
         if self.container(vm.name).running:
             return
-        await asyncio.to_thread(shutil.rmtree, folder, True)
+        await self._blocking(shutil.rmtree, folder, True)
 
     def get_uuid(self, vm: Any) -> uuid_module.UUID:
         """liblxc knows containers by name: the domain's own UUID."""
@@ -299,8 +309,9 @@ class LiblxcBackend(BackendBase):
         return f"backend lxc (liblxc), containers under {self.lxcpath}"
 
     def close(self) -> None:
-        """Stop the watcher."""
+        """Stop the watcher and the threads."""
         self._watcher.close()
+        self._executor.shutdown(wait=False)
 
 
 def _cgroup_int(container: Any, key: str) -> int:

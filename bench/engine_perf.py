@@ -1,0 +1,405 @@
+"""Real engines: what ``qubes`` adds to a start and a kill, and many
+containers at once.
+
+1. Start to guest ready, and kill to halted, through ``qubes`` (``await
+   vm.start()``, then the guest's ready marker; ``await vm.kill()``)
+   against bare libvirt on the same engine (``virsh define`` and
+   ``virsh start`` of the same domain XML for a twin domain with volumes
+   of its own, then its marker; ``virsh destroy``), side by side,
+   alternating, after a warm-up of each. Goal: ratios at most 1.10.
+2. 20 LXC containers started at once (``asyncio.gather``) until every
+   one is ready, against one container. Goal: at most 3 times.
+
+Needs root, a running libvirtd (``scripts/libvirtd-ctl start``) and the
+test template (``scripts/build-template``).
+
+    python bench/engine_perf.py [--engines kvm-qemu,lxc-libvirt]
+                                [--runs 5] [--many 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import lxml.etree
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent / "tests" / "conformance"))
+
+import engines  # noqa: E402
+
+RATIO_GOAL = 1.10
+MANY_GOAL = 3.0
+TIMEOUT = 120.0
+
+
+async def _until(predicate, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the guest did not become ready")
+        await asyncio.sleep(0.01)
+
+
+def _virsh(uri: str, *args: str) -> None:
+    subprocess.run(
+        ["virsh", "-q", "-c", uri, *args], check=True, capture_output=True
+    )
+
+
+class Guest:
+    """How to tell that a guest is ready, per engine."""
+
+    def __init__(self, engine: engines.Engine) -> None:
+        self.engine = engine
+
+    def reset(self, name: str, private: str, log: str | None) -> None:
+        """Forget the readiness of the previous boot."""
+        if log is not None and os.path.exists(log):
+            os.truncate(log, 0)
+        ready = os.path.join(private, "qubes-ready")
+        if os.path.isdir(private) and os.path.exists(ready):
+            os.unlink(ready)
+
+    def ready(self, name: str, private: str, log: str | None) -> bool:
+        if log is not None:
+            try:
+                return f"QUBES-READY name={name}" in pathlib.Path(
+                    log
+                ).read_text(errors="replace")
+            except FileNotFoundError:
+                return False
+        return os.path.exists(os.path.join(private, "qubes-ready"))
+
+
+def _twin_xml(xml: str, name: str, paths: dict[str, str]) -> str:
+    """*xml* for another domain: another name and UUID, other files."""
+    root = lxml.etree.fromstring(xml.encode())
+    old_name = root.find("name").text
+    root.find("name").text = name
+    root.find("uuid").text = str(uuid.uuid4())
+    for node in root.iter("source", "log"):
+        for attr in ("file", "dir"):
+            old = node.get(attr)
+            if old in paths:
+                node.set(attr, paths[old])
+    initenv = root.find("os/initenv")
+    if initenv is not None:
+        initenv.text = name
+    cmdline = root.find("os/cmdline")
+    if cmdline is not None:
+        cmdline.text = cmdline.text.replace(
+            f"qubes.name={old_name}", f"qubes.name={name}"
+        )
+    return lxml.etree.tostring(root, encoding="unicode")
+
+
+def _twin_files(vm, engine, folder: pathlib.Path) -> dict[str, str]:
+    """Copies of the volumes *vm* runs on, for the bare twin."""
+    paths = {}
+    for volume in vm.volumes.values():
+        if volume.name == "kernel":
+            continue
+        path = volume.path
+        copy = folder / f"twin-{volume.name}{pathlib.Path(path).suffix}"
+        if volume.format == "dir":
+            source = volume.source_path or path
+            subprocess.run(["cp", "-a", source, str(copy)], check=True)
+            owner = os.stat(path) if os.path.exists(path) else None
+            if owner is not None:
+                os.chown(copy, owner.st_uid, owner.st_gid)
+        elif volume.format == "qcow2" and volume.source_path:
+            subprocess.run(
+                [
+                    "qemu-img",
+                    "create",
+                    "-q",
+                    "-f",
+                    "qcow2",
+                    "-b",
+                    volume.source_path,
+                    "-F",
+                    "qcow2",
+                    str(copy),
+                ],
+                check=True,
+            )
+        else:
+            subprocess.run(
+                ["cp", "--sparse=always", path, str(copy)], check=True
+            )
+        paths[path] = str(copy)
+    return paths
+
+
+async def _pairs(engine, app, runs: int, folder: pathlib.Path):
+    vm = app.domains[app.test_prefix + "work"]
+    guest = Guest(engine)
+    log_dir = getattr(engine, "log_dir", None)
+    log = str(log_dir / f"guest-{vm.name}.log") if log_dir else None
+    await vm.start()
+    await _until(lambda: guest.ready(vm.name, vm.volumes["private"].path, log))
+    twin_paths = _twin_files(vm, engine, folder)
+    twin_name = app.test_prefix + "twin"
+    twin_log = str(folder / "twin.log") if log else None
+    if log:
+        twin_paths[log] = twin_log
+    xml = _twin_xml(vm.create_config_file(), twin_name, twin_paths)
+    xml_file = folder / "twin.xml"
+    xml_file.write_text(xml)
+    twin_private = twin_paths[vm.volumes["private"].path]
+    await vm.kill()
+    uri = engine.uri
+    figures = []
+    for number in range(runs + 1):
+        guest.reset(vm.name, vm.volumes["private"].path, log)
+        t0 = time.monotonic()
+        await vm.start()
+        await _until(
+            lambda: guest.ready(vm.name, vm.volumes["private"].path, log)
+        )
+        t1 = time.monotonic()
+        await vm.kill()
+        t2 = time.monotonic()
+        guest.reset(twin_name, twin_private, twin_log)
+        t3 = time.monotonic()
+        _virsh(uri, "define", str(xml_file))
+        _virsh(uri, "start", twin_name)
+        await _until(lambda: guest.ready(twin_name, twin_private, twin_log))
+        t4 = time.monotonic()
+        _virsh(uri, "destroy", twin_name)
+        t5 = time.monotonic()
+        if number:  # the first of each is the warm-up
+            figures.append((t1 - t0, t4 - t3, t2 - t1, t5 - t4))
+    _virsh(uri, "undefine", twin_name)
+    return figures
+
+
+def bench_engine(name: str, runs: int) -> None:
+    engine = engines.make_engine(name)
+    reason = engine.unavailable()
+    if reason:
+        print(f"{name:>12}: not run here: {reason}")
+        return
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        root = pathlib.Path(tmp)
+        os.chmod(root, 0o711)
+        app = engines.make_store(engine, root, f"b{os.getpid()}-")
+        try:
+            figures = asyncio.run(_pairs(engine, app, runs, root))
+        finally:
+            engine.teardown(app)
+    for label, ours, bare in (
+        ("start to ready", 0, 1),
+        ("kill to halted", 2, 3),
+    ):
+        a = statistics.median(f[ours] for f in figures)
+        b = statistics.median(f[bare] for f in figures)
+        ratio = statistics.median(f[ours] / f[bare] for f in figures)
+        print(
+            f"{name:>12} {label:>15} {a:>8.3f} {b:>8.3f} {ratio:>6.2f} "
+            f"{RATIO_GOAL:>5.2f}"
+        )
+
+
+async def _many(app, engine, count: int) -> tuple[float, float]:
+    guest = Guest(engine)
+    template = app.default_template
+    vms = [
+        app.add_new_vm(
+            "AppVM",
+            name=f"{app.test_prefix}m{i}",
+            label="green",
+            template=template,
+        )
+        for i in range(count)
+    ]
+    for vm in vms:
+        vm.netvm = None
+        await vm.create_on_disk()
+    one = vms[0]
+    ready = [
+        lambda v=v: guest.ready(v.name, v.volumes["private"].path, None)
+        for v in vms
+    ]
+    # Once each, untimed: the first start shifts the folders' owners.
+    await asyncio.gather(*(vm.start() for vm in vms))
+    await asyncio.gather(*(vm.kill() for vm in vms))
+    for vm in vms:
+        guest.reset(vm.name, vm.volumes["private"].path, None)
+    t0 = time.monotonic()
+    await one.start()
+    await _until(ready[0])
+    single = time.monotonic() - t0
+    await one.kill()
+    guest.reset(one.name, one.volumes["private"].path, None)
+    t0 = time.monotonic()
+    await asyncio.gather(*(vm.start() for vm in vms))
+    await _until(lambda: all(r() for r in ready))
+    together = time.monotonic() - t0
+    await asyncio.gather(*(vm.kill() for vm in vms))
+    return single, together
+
+
+def _bare_container(name: str, folder: pathlib.Path, index: int):
+    """A container of the test template, made directly on the engine:
+    (start, stop, ready) for the bare side."""
+    root, private = folder / f"r{index}", folder / f"p{index}"
+    subprocess.run(
+        ["cp", "-a", str(engines.CACHE / "template" / "rootfs"), str(root)],
+        check=True,
+    )
+    private.mkdir()
+    label = f"bare{index}-{os.getpid()}"
+    if name == "lxc-libvirt":
+        import libvirt
+
+        conn = libvirt.open("lxc:///system")
+        dom = conn.defineXML(
+            "<domain type='lxc'><name>" + label + "</name>"
+            "<memory unit='MiB'>256</memory><vcpu>1</vcpu><os>"
+            "<type arch='x86_64'>exe</type><init>/sbin/init</init>"
+            f"<initenv name='QUBES_NAME'>{label}</initenv></os>"
+            "<features><privnet/></features><devices>"
+            f"<filesystem type='mount'><source dir='{root}'/>"
+            "<target dir='/'/></filesystem>"
+            f"<filesystem type='mount'><source dir='{private}'/>"
+            "<target dir='/rw'/></filesystem><console type='pty'/>"
+            "</devices></domain>"
+        )
+
+        def stop() -> None:
+            dom.destroy()
+            dom.undefine()
+
+        return dom.create, stop, private
+    import _lxc
+    import lxc
+
+    container = lxc.Container(label, str(folder / "lxcpath"))
+    (folder / "lxcpath").mkdir(exist_ok=True)
+    for key, value in (
+        ("lxc.rootfs.path", str(root)),
+        ("lxc.uts.name", label),
+        ("lxc.init.cmd", "/sbin/init"),
+        ("lxc.net.0.type", "empty"),
+        ("lxc.mount.auto", "proc:mixed sys:ro cgroup:mixed"),
+        ("lxc.autodev", "1"),
+        ("lxc.tty.max", "0"),
+        ("lxc.pty.max", "16"),
+    ):
+        container.set_config_item(key, value)
+    for key, value in (
+        ("lxc.mount.entry", f"{private} rw none bind,create=dir 0 0"),
+        ("lxc.environment", f"QUBES_NAME={label}"),
+    ):
+        _lxc.Container.set_config_item(container, key, value)
+    container.save_config()
+    return container.start, container.stop, private
+
+
+def bench_bare_many(count: int, name: str) -> None:
+    """The same on the bare engine, threads starting the containers."""
+    import threading
+
+    base = (
+        engines.SHARED_MOUNTS
+        if name == "lxc-libvirt"
+        else pathlib.Path("/var/tmp")
+    )
+    with tempfile.TemporaryDirectory(dir=base) as tmp:
+        folder = pathlib.Path(tmp)
+        os.chmod(folder, 0o711)
+        made = [_bare_container(name, folder, i) for i in range(count)]
+
+        def ready(private: pathlib.Path) -> bool:
+            return (private / "qubes-ready").exists()
+
+        def wait(privates) -> None:
+            deadline = time.monotonic() + TIMEOUT
+            while not all(ready(p) for p in privates):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("bare containers did not start")
+                time.sleep(0.005)
+
+        start, stop, private = made[0]
+        t0 = time.monotonic()
+        start()
+        wait([private])
+        single = time.monotonic() - t0
+        stop()
+        for _, _, p in made:
+            (p / "qubes-ready").unlink(missing_ok=True)
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=s) for s, _, _ in made[1:]]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wait([p for _, _, p in made[1:]])
+        together = time.monotonic() - t0
+        for _, stop_it, _ in made[1:]:
+            stop_it()
+    print(
+        f"{name + ' bare':>16} {single:>8.3f} {together:>10.3f} "
+        f"{together / single:>6.2f} {MANY_GOAL:>5.2f}"
+    )
+
+
+def bench_many(count: int, name: str) -> None:
+    engine = engines.make_engine(name)
+    reason = engine.unavailable()
+    if reason:
+        print(f"{count} containers on {name}: not run here: {reason}")
+        return
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        root = pathlib.Path(tmp)
+        app = engines.make_store(engine, root, f"n{os.getpid()}-")
+        try:
+            single, together = asyncio.run(_many(app, engine, count))
+        finally:
+            engine.teardown(app)
+    print(
+        f"{name:>16} {single:>8.3f} {together:>10.3f} "
+        f"{together / single:>6.2f} {MANY_GOAL:>5.2f}"
+    )
+    # One more, started alone, then the others together.
+    bench_bare_many(count + 1, name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engines", default="kvm-qemu,lxc-libvirt")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--many", type=int, default=20)
+    parser.add_argument("--many-engines", default="lxc-libvirt,lxc-liblxc")
+    args = parser.parse_args()
+    print("through qubes against bare virsh, median s")
+    print(
+        f"{'engine':>12} {'':>15} {'qubes':>8} {'virsh':>8} {'ratio':>6} "
+        f"{'goal':>5}"
+    )
+    for name in filter(None, args.engines.split(",")):
+        bench_engine(name.strip(), args.runs)
+    if args.many:
+        print(f"\n{args.many} LXC containers at once, start to ready, s")
+        print(
+            f"{'engine':>16} {'one':>8} {'at once':>10} {'ratio':>6} "
+            f"{'goal':>5}"
+        )
+        for name in args.many_engines.split(","):
+            bench_many(args.many, name.strip())
+
+
+if __name__ == "__main__":
+    main()
