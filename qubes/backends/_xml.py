@@ -30,7 +30,16 @@ __all__ = [
     "hostdevs",
     "serialize",
     "disk_target",
+    "image_disks",
 ]
+
+#: The fixed places of the Qubes volumes among a domain's disks; other
+#: volumes follow in the order the domain lists them.
+DISK_ORDER = {"root": 0, "private": 1, "volatile": 2, "kernel": 3}
+_DISK_SOURCE = 1  # <disk>: driver, source, target
+
+#: Builds an empty ``<disk>`` from (format, block, target, rw).
+DiskBuilder = Callable[[str, bool, str, bool], Element]
 
 
 def sub(
@@ -181,6 +190,40 @@ def disk_target(prefix: str, index: int) -> str:
     if index >= 26:
         raise exc.QubesUnsupportedError(f"more than 26 {prefix} disks")
     return prefix + chr(ord("a") + index)
+
+
+def image_disks(
+    devices: Element,
+    spec: DomainSpec,
+    engine: str,
+    prefix: str,
+    build: DiskBuilder,
+    parts: Parts,
+) -> None:
+    """A ``<disk>`` for each of *spec*'s volumes, which must be images.
+
+    *build* makes the engine's empty ``<disk>`` for one shape, its
+    ``<source>`` second; the path is set on a cached copy of it.
+
+    :raises QubesUnsupportedError: a volume is a folder (*engine* names
+        the domains that need images in the message)
+    """
+    extra = len(DISK_ORDER)
+    for disk in spec.disks:
+        index = DISK_ORDER.get(disk.name)
+        if index is None:
+            index, extra = extra, extra + 1
+        if disk.format == "dir":
+            raise exc.QubesUnsupportedError(
+                f"volume {disk.name!r} is a folder; {engine} domains need"
+                " images",
+                domain=spec.name,
+            )
+        block = disk.path.startswith("/dev/")
+        shape = (disk.format, block, disk_target(prefix, index), disk.rw)
+        copy = parts.copy(("disk", *shape), functools.partial(build, *shape))
+        set_attr(copy[_DISK_SOURCE], "dev" if block else "file", disk.path)
+        devices.append(copy)
 
 
 def serialize(root: Element) -> str:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import os
 
-from qubes.storage import Pool, Volume
 from qubes.storage import _files as files
+from qubes.storage._local import LocalPool, LocalVolume
 
 __all__ = ["DirPool", "DirVolume"]
 
@@ -28,40 +28,19 @@ def _is_mount(path: str) -> bool:
     return os.path.ismount(path)
 
 
-class DirVolume(Volume):
+class DirVolume(LocalVolume):
     """A volume stored as a folder."""
 
     pool: DirPool
     format = "dir"
 
-    def __init__(self, pool: Pool, config: dict[str, str]) -> None:
-        super().__init__(pool, config)
-        self._path = self.pool.folder(self.vid)
-
-    @property
-    def path(self) -> str:
-        """The folder of this volume (for a snapshot, the overlay)."""
-        return self._path
-
-    @property
-    def source_path(self) -> str | None:
-        """The folder this volume is an overlay of, when it has one."""
-        if self.source is None:
-            return None
-        return self.pool.folder(self.source)
+    def is_there(self, path: str) -> bool:
+        """Whether *path* holds a volume of this kind: a folder."""
+        return os.path.isdir(path)
 
     @property
     def _upper(self) -> str:
         return self._path + ".upper"
-
-    def exists(self) -> bool:
-        """Whether the folder is there."""
-        return os.path.isdir(self._path)
-
-    def source_exists(self) -> bool:
-        """Whether the folder below the overlay is there."""
-        source = self.source_path
-        return source is not None and os.path.isdir(source)
 
     def make_empty(self) -> None:
         """A new, empty folder."""
@@ -108,17 +87,8 @@ class DirVolume(Volume):
         )
 
 
-class DirPool(Pool):
+class DirPool(LocalPool):
     """Folders under ``dir_path``."""
 
     driver = "dir"
     volume_class = DirVolume
-
-    @property
-    def dir_path(self) -> str:
-        """The folder that holds the volumes."""
-        return self.config.get("dir_path", "/var/lib/qubes")
-
-    def folder(self, vid: str) -> str:
-        """The folder of the volume with id *vid*."""
-        return os.path.join(self.dir_path, vid)

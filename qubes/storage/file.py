@@ -12,41 +12,16 @@ from __future__ import annotations
 
 import os
 
-from qubes.storage import Pool, Volume
 from qubes.storage import _files as files
+from qubes.storage._local import LocalPool, LocalVolume
 
 __all__ = ["FilePool", "FileVolume"]
 
 
-class FileVolume(Volume):
+class FileVolume(LocalVolume):
     """A volume stored as one raw image file."""
 
     pool: FilePool
-
-    def __init__(self, pool: Pool, config: dict[str, str]) -> None:
-        super().__init__(pool, config)
-        self._path = self.pool.image_path(self.vid)
-
-    @property
-    def path(self) -> str:
-        """The image file of this volume."""
-        return self._path
-
-    @property
-    def source_path(self) -> str | None:
-        """The image this volume is a snapshot of, when it has a source."""
-        if self.source is None:
-            return None
-        return self.pool.image_path(self.source)
-
-    def exists(self) -> bool:
-        """Whether the image is there."""
-        return os.path.isfile(self._path)
-
-    def source_exists(self) -> bool:
-        """Whether the source image is there."""
-        source = self.source_path
-        return source is not None and os.path.isfile(source)
 
     def make_empty(self) -> None:
         """A new sparse image of the volume's size."""
@@ -77,17 +52,9 @@ class FileVolume(Volume):
         files.copy_file(source, self._path)
 
 
-class FilePool(Pool):
+class FilePool(LocalPool):
     """Image files under ``dir_path``."""
 
     driver = "file"
     volume_class = FileVolume
-
-    @property
-    def dir_path(self) -> str:
-        """The folder that holds the images."""
-        return self.config.get("dir_path", "/var/lib/qubes")
-
-    def image_path(self, vid: str) -> str:
-        """The image file of the volume with id *vid*."""
-        return os.path.join(self.dir_path, vid + ".img")
+    suffix = ".img"

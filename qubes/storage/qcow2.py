@@ -17,44 +17,19 @@ from __future__ import annotations
 import os
 import time
 
-from qubes.storage import Pool, Volume
 from qubes.storage import _files as files
+from qubes.storage._local import LocalPool, LocalVolume
 
 __all__ = ["Qcow2Pool", "Qcow2Volume"]
 
 _REVISION = "qubes-rev-"
 
 
-class Qcow2Volume(Volume):
+class Qcow2Volume(LocalVolume):
     """A volume stored as a qcow2 image."""
 
     pool: Qcow2Pool
     format = "qcow2"
-
-    def __init__(self, pool: Pool, config: dict[str, str]) -> None:
-        super().__init__(pool, config)
-        self._path = self.pool.image_path(self.vid)
-
-    @property
-    def path(self) -> str:
-        """The image file of this volume."""
-        return self._path
-
-    @property
-    def source_path(self) -> str | None:
-        """The image this volume is an overlay of, when it has a source."""
-        if self.source is None:
-            return None
-        return self.pool.image_path(self.source)
-
-    def exists(self) -> bool:
-        """Whether the image is there."""
-        return os.path.isfile(self._path)
-
-    def source_exists(self) -> bool:
-        """Whether the backing image is there."""
-        source = self.source_path
-        return source is not None and os.path.isfile(source)
 
     def _qemu_img(self, *args: str) -> str:
         return files.run(["qemu-img", *args], "make", self._path)
@@ -125,17 +100,9 @@ class Qcow2Volume(Volume):
         self._qemu_img("convert", "-O", "qcow2", source, self._path)
 
 
-class Qcow2Pool(Pool):
+class Qcow2Pool(LocalPool):
     """qcow2 images under ``dir_path``."""
 
     driver = "qcow2"
     volume_class = Qcow2Volume
-
-    @property
-    def dir_path(self) -> str:
-        """The folder that holds the images."""
-        return self.config.get("dir_path", "/var/lib/qubes")
-
-    def image_path(self, vid: str) -> str:
-        """The image file of the volume with id *vid*."""
-        return os.path.join(self.dir_path, vid + ".qcow2")
+    suffix = ".qcow2"

@@ -15,8 +15,6 @@ the outside through the uplink network (libvirt's ``default``).
 
 from __future__ import annotations
 
-import functools
-
 import lxml.etree
 from lxml.etree import _Element as Element
 
@@ -32,10 +30,8 @@ __all__ = ["build", "network_name", "networks", "KERNEL_CMDLINE"]
 #: guest its name; panic=-1 turns a kernel panic into a reboot, which
 #: ends the domain (on_reboot is destroy) instead of leaving it hung
 KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 panic=-1"
-_TARGETS = {"root": 0, "private": 1, "volatile": 2, "kernel": 3}
 _PARTS = _xml.Parts()
 # Where the per-domain values sit in the parts built below.
-_SOURCE = 1  # <disk>: driver, source, target
 _MAC = 0  # <interface>: mac, source, model
 _CMDLINE = 3  # <os>: type, kernel, initrd, cmdline
 _LOG = 0  # <serial>: log, target
@@ -152,24 +148,7 @@ def _disk(fmt: str, block: bool, target: str, rw: bool) -> Element:
 
 
 def _disks(devices: Element, spec: DomainSpec) -> None:
-    extra = len(_TARGETS)
-    for disk in spec.disks:
-        index = _TARGETS.get(disk.name)
-        if index is None:
-            index, extra = extra, extra + 1
-        if disk.format == "dir":
-            raise exc.QubesUnsupportedError(
-                f"volume {disk.name!r} is a folder; QEMU domains need images",
-                domain=spec.name,
-            )
-        block = disk.path.startswith("/dev/")
-        target = _xml.disk_target("vd", index)
-        shape = (disk.format, block, target, disk.rw)
-        element = _PARTS.copy(
-            ("disk", *shape), functools.partial(_disk, *shape)
-        )
-        _xml.set_attr(element[_SOURCE], "dev" if block else "file", disk.path)
-        devices.append(element)
+    _xml.image_disks(devices, spec, "QEMU", "vd", _disk, _PARTS)
 
 
 def _nic(network: str, with_mac: bool) -> Element:

@@ -9,8 +9,6 @@ kernel's modules; the network is a vif whose backend is the netvm.
 
 from __future__ import annotations
 
-import functools
-
 import lxml.etree
 from lxml.etree import _Element as Element
 
@@ -33,10 +31,8 @@ _OS_TYPE = {
     "pvh": ("xenpvh", "xenpvh"),
     "hvm": ("xenfv", "hvm"),
 }
-_TARGETS = {"root": 0, "private": 1, "volatile": 2, "kernel": 3}
 _PARTS = _xml.Parts()
 # Where the per-domain values sit in the parts built below.
-_SOURCE = 1  # <disk>: driver, source, target
 _MAC, _IP = 0, 1  # <interface>: mac, ip, backenddomain, script
 
 
@@ -113,24 +109,7 @@ def _disk(fmt: str, block: bool, target: str, rw: bool) -> Element:
 
 
 def _disks(devices: Element, spec: DomainSpec) -> None:
-    extra = len(_TARGETS)
-    for disk in spec.disks:
-        index = _TARGETS.get(disk.name)
-        if index is None:
-            index, extra = extra, extra + 1
-        if disk.format == "dir":
-            raise exc.QubesUnsupportedError(
-                f"volume {disk.name!r} is a folder; Xen domains need images",
-                domain=spec.name,
-            )
-        block = disk.path.startswith("/dev/")
-        target = _xml.disk_target("xvd", index)
-        shape = (disk.format, block, target, disk.rw)
-        element = _PARTS.copy(
-            ("disk", *shape), functools.partial(_disk, *shape)
-        )
-        _xml.set_attr(element[_SOURCE], "dev" if block else "file", disk.path)
-        devices.append(element)
+    _xml.image_disks(devices, spec, "Xen", "xvd", _disk, _PARTS)
 
 
 def _vif(netvm: str, with_ip: bool) -> Element:
