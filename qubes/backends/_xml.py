@@ -38,8 +38,9 @@ __all__ = [
 DISK_ORDER = {"root": 0, "private": 1, "volatile": 2, "kernel": 3}
 _DISK_SOURCE = 1  # <disk>: driver, source, target
 
-#: Builds an empty ``<disk>`` from (format, block, target, rw).
-DiskBuilder = Callable[[str, bool, str, bool], Element]
+#: The attributes of a disk's ``<driver>`` from its format and whether it
+#: is a block device.
+DiskDriver = Callable[[str, bool], dict[str, str]]
 
 
 def sub(
@@ -192,22 +193,39 @@ def disk_target(prefix: str, index: int) -> str:
     return prefix + chr(ord("a") + index)
 
 
+def _disk(
+    driver: DiskDriver, bus: str, fmt: str, block: bool, target: str, rw: bool
+) -> Element:
+    disk = element(
+        "disk", None, {"type": "block" if block else "file", "device": "disk"}
+    )
+    sub(disk, "driver", None, driver(fmt, block))
+    sub(disk, "source")
+    sub(disk, "target", None, {"dev": target, "bus": bus})
+    if not rw:
+        sub(disk, "readonly")
+    return disk
+
+
 def image_disks(
     devices: Element,
     spec: DomainSpec,
     engine: str,
-    prefix: str,
-    build: DiskBuilder,
+    target: tuple[str, str],
+    driver: DiskDriver,
     parts: Parts,
 ) -> None:
     """A ``<disk>`` for each of *spec*'s volumes, which must be images.
 
-    *build* makes the engine's empty ``<disk>`` for one shape, its
-    ``<source>`` second; the path is set on a cached copy of it.
-
+    :param target: the device name prefix and the bus (``("vd",
+        "virtio")``)
+    :param driver: the ``<driver>`` attributes for a volume
+    :param parts: the backend's cache of elements, for one empty
+        ``<disk>`` per shape
     :raises QubesUnsupportedError: a volume is a folder (*engine* names
         the domains that need images in the message)
     """
+    prefix, bus = target
     extra = len(DISK_ORDER)
     for disk in spec.disks:
         index = DISK_ORDER.get(disk.name)
@@ -221,7 +239,10 @@ def image_disks(
             )
         block = disk.path.startswith("/dev/")
         shape = (disk.format, block, disk_target(prefix, index), disk.rw)
-        copy = parts.copy(("disk", *shape), functools.partial(build, *shape))
+        copy = parts.copy(
+            ("disk", prefix, *shape),
+            functools.partial(_disk, driver, bus, *shape),
+        )
         set_attr(copy[_DISK_SOURCE], "dev" if block else "file", disk.path)
         devices.append(copy)
 

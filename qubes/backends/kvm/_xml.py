@@ -135,20 +135,12 @@ def _cpu(domain: Element, spec: DomainSpec) -> None:
     )
 
 
-def _disk(fmt: str, block: bool, target: str, rw: bool) -> Element:
-    element = _xml.element(
-        "disk", None, {"type": "block" if block else "file", "device": "disk"}
-    )
-    sub(element, "driver", None, {"name": "qemu", "type": fmt})
-    sub(element, "source")
-    sub(element, "target", None, {"dev": target, "bus": "virtio"})
-    if not rw:
-        sub(element, "readonly")
-    return element
+def _driver(fmt: str, block: bool) -> dict[str, str]:
+    return {"name": "qemu", "type": fmt}
 
 
 def _disks(devices: Element, spec: DomainSpec) -> None:
-    _xml.image_disks(devices, spec, "QEMU", "vd", _disk, _PARTS)
+    _xml.image_disks(devices, spec, "QEMU", ("vd", "virtio"), _driver, _PARTS)
 
 
 def _nic(network: str, with_mac: bool) -> Element:

@@ -93,23 +93,14 @@ def _features(virt_mode: str, pci: bool) -> Element:
     return features
 
 
-def _disk(fmt: str, block: bool, target: str, rw: bool) -> Element:
-    element = _xml.element(
-        "disk", None, {"type": "block" if block else "file", "device": "disk"}
-    )
+def _driver(fmt: str, block: bool) -> dict[str, str]:
     if block:
-        sub(element, "driver", None, {"name": "phy"})
-    else:
-        sub(element, "driver", None, {"name": "qemu", "type": fmt})
-    sub(element, "source")
-    sub(element, "target", None, {"dev": target, "bus": "xen"})
-    if not rw:
-        sub(element, "readonly")
-    return element
+        return {"name": "phy"}
+    return {"name": "qemu", "type": fmt}
 
 
 def _disks(devices: Element, spec: DomainSpec) -> None:
-    _xml.image_disks(devices, spec, "Xen", "xvd", _disk, _PARTS)
+    _xml.image_disks(devices, spec, "Xen", ("xvd", "xen"), _driver, _PARTS)
 
 
 def _vif(netvm: str, with_ip: bool) -> Element:
