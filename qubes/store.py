@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -188,7 +189,27 @@ class StoreFile:
                 path=self.path,
             )
         mode = 0o644 if current is None else current.st_mode & 0o7777
+        self._sweep_temporaries()
         self.stamp = FileStamp.of(self._replace(writer, mode))
+
+    @property
+    def _temp_prefix(self) -> str:
+        return "." + os.path.basename(self.path) + "."
+
+    def _sweep_temporaries(self) -> None:
+        """Remove the temporary files a writer killed mid-save left.
+
+        Only a writer that holds the lock makes them, so with the lock
+        held every one of this file's is stale. Another file's in the
+        same folder differ in their prefix and are left alone.
+        """
+        folder = os.path.dirname(self.path)
+        pattern = re.compile(re.escape(self._temp_prefix) + r"\w{8}\.tmp")
+        with contextlib.suppress(OSError):
+            for name in os.listdir(folder):
+                if pattern.fullmatch(name):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(folder, name))
 
     def _replace(
         self, writer: Callable[[BinaryIO], None], mode: int
@@ -196,7 +217,7 @@ class StoreFile:
         folder = os.path.dirname(self.path)
         try:
             fd, tmp = tempfile.mkstemp(
-                prefix=".qubes.xml.", suffix=".tmp", dir=folder
+                prefix=self._temp_prefix, suffix=".tmp", dir=folder
             )
         except OSError as err:
             raise exc.QubesStoreError(

@@ -4,6 +4,8 @@ domains, saving safely, round trips and where the store lives."""
 import errno
 import fcntl
 import os
+import subprocess
+import sys
 import uuid
 
 import lxml.etree
@@ -405,6 +407,46 @@ def test_failed_rename_leaves_the_old_file(
     assert str(sample_path) in str(info.value)
     assert sample_path.read_bytes() == sample_bytes
     assert sorted(os.listdir(sample_path.parent)) == STORE_FILES
+
+
+_KILLED_WRITER = """
+import os, sys, time
+import qubes.store
+from qubes.app import Qubes
+
+app = Qubes(sys.argv[1])
+app.domains["work"].memory = 999
+def hang(src, dst):
+    print("written", flush=True)
+    time.sleep(600)
+qubes.store.os.replace = hang
+app.save()
+"""
+
+
+def test_temporary_file_of_a_killed_writer_goes_at_the_next_save(
+    app, sample_path, sample_bytes
+):
+    other = sample_path.parent / ".other.xml.abcdefgh.tmp"
+    other.write_bytes(b"another store's")
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(sample_path)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert writer.stdout.readline() == b"written\n"
+    finally:
+        writer.kill()
+        writer.wait()
+    left = sorted(set(os.listdir(sample_path.parent)) - set(STORE_FILES))
+    assert len(left) == 2 and left[1].startswith(".qubes.xml.")
+    assert sample_path.read_bytes() == sample_bytes
+    app.domains["work"].memory = 500
+    app.save()
+    assert sorted(os.listdir(sample_path.parent)) == sorted(
+        [*STORE_FILES, other.name]
+    )
+    assert Qubes(str(sample_path)).domains["work"].memory == 500
 
 
 def test_save_works_again_after_a_failed_save(app, sample_path, monkeypatch):
