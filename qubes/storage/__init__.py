@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -211,32 +212,51 @@ class Volume:
                 f"missing in pool {self.pool.name!r}"
             )
 
-    async def create(self) -> None:
+    # The steps block (copies, mounts); :class:`Storage` runs all of a
+    # domain's in one worker thread, one hop off the event loop.
+
+    def create_now(self) -> None:
         """At domain creation: make a persistent volume, empty."""
         if self.role == PERSISTENT and not self.exists():
-            await _blocking(self.make_empty)
+            self.make_empty()
 
-    async def start(self) -> None:
+    def start_now(self) -> None:
         """Before the domain starts: a snapshot is taken, a volatile
         volume emptied, a persistent one's revision kept."""
         role = self.role
         if role == SNAPSHOT:
-            await _blocking(self.make_snapshot)
+            self.make_snapshot()
         elif role == VOLATILE:
-            await _blocking(self.make_empty)
+            self.make_empty()
         elif role == PERSISTENT and self.revisions_to_keep > 0:
-            await _blocking(self.keep_revision)
+            self.keep_revision()
 
-    async def stop(self) -> None:
+    def stop_now(self) -> None:
         """After the domain stopped: what was not to be kept goes."""
         if self.role in (SNAPSHOT, VOLATILE):
-            await _blocking(self.discard)
+            self.discard()
 
-    async def remove(self) -> None:
+    def remove_now(self) -> None:
         """With the domain: the data and every revision go."""
         if self.role != READ_ONLY:
-            await _blocking(self.discard)
-            await _blocking(self.discard_revisions)
+            self.discard()
+            self.discard_revisions()
+
+    async def create(self) -> None:
+        """:meth:`create_now` in a worker thread."""
+        await _blocking(self.create_now)
+
+    async def start(self) -> None:
+        """:meth:`start_now` in a worker thread."""
+        await _blocking(self.start_now)
+
+    async def stop(self) -> None:
+        """:meth:`stop_now` in a worker thread."""
+        await _blocking(self.stop_now)
+
+    async def remove(self) -> None:
+        """:meth:`remove_now` in a worker thread."""
+        await _blocking(self.remove_now)
 
 
 #: threads for the blocking work of volumes (copies, mounts): enough that
@@ -399,43 +419,59 @@ class Storage:
     async def create(self) -> None:
         """Make the volumes of a new domain; on failure, remove those
         made."""
-        await self._each("create", "remove")
+        await self._run(self._each, self._in_use(), "create_now", "remove_now")
 
     async def start(self) -> None:
         """Prepare every volume for a start; on failure, stop those
         prepared."""
-        await self._each("start", "stop")
+        await self._run(self._each, self._in_use(), "start_now", "stop_now")
 
     async def stop(self) -> None:
         """Release every volume after a stop; every volume is tried, and
         the first failure is raised after."""
+        await self._run(self._stop_all, self._in_use())
+
+    async def remove(self) -> None:
+        """Remove every volume of a domain being removed."""
+        await self._run(self._remove_all, list(self.volumes.values()))
+
+    async def _run(
+        self, func: Callable[..., None], volumes: list[Volume], *args: str
+    ) -> None:
+        # The volumes are built here, in the event loop's thread; only
+        # their steps run in the worker.
+        try:
+            await _blocking(functools.partial(func, volumes, *args))
+        except exc.QubesException as err:
+            err.locate(domain=self.vm.name)
+            raise
+
+    def _stop_all(self, volumes: list[Volume]) -> None:
         failure: BaseException | None = None
-        for volume in self._in_use():
+        for volume in volumes:
             try:
-                await volume.stop()
+                volume.stop_now()
             except Exception as err:  # the next volumes still go
                 log.warning("%s: volume %s: %s", self.vm.name, volume.name, err)
                 failure = failure or err
         if failure is not None:
             raise failure
 
-    async def remove(self) -> None:
-        """Remove every volume of a domain being removed."""
-        for volume in self.volumes.values():
-            await volume.remove()
+    @staticmethod
+    def _remove_all(volumes: list[Volume]) -> None:
+        for volume in volumes:
+            volume.remove_now()
 
-    async def _each(self, step: str, undo: str) -> None:
+    def _each(self, volumes: list[Volume], step: str, undo: str) -> None:
         done: list[Volume] = []
         try:
-            for volume in self._in_use():
-                await getattr(volume, step)()
+            for volume in volumes:
+                getattr(volume, step)()
                 done.append(volume)
-        except BaseException as err:
+        except BaseException:
             for volume in reversed(done):
                 with contextlib.suppress(Exception):
-                    await getattr(volume, undo)()
-            if isinstance(err, exc.QubesException):
-                err.locate(domain=self.vm.name)
+                    getattr(volume, undo)()
             raise
 
     def invalidate(self) -> None:

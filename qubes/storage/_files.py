@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 from qubes import exc
+from qubes.storage._copy import copy_image
 
 __all__ = [
     "storage_errors",
@@ -109,13 +110,9 @@ def sparse_file(path: str, size: int) -> None:
 def copy_file(source: str, target: str) -> None:
     """Copy an image, sharing blocks where the filesystem can and
     keeping holes, replacing *target*."""
-    with storage_errors("create", target):
+    with storage_errors("copy to", target):
         os.makedirs(os.path.dirname(target), exist_ok=True)
-    run(
-        ["cp", "--reflink=auto", "--sparse=always", "--", source, target],
-        "copy to",
-        target,
-    )
+        copy_image(source, target)
 
 
 def copy_tree(source: str, target: str) -> None:
