@@ -59,6 +59,11 @@ class Engine:
         self.name = name
         self.backend_name = backend_name
 
+    def host_unavailable(self) -> str | None:
+        """Why this host cannot run the env at all, before its tox env
+        is made (what the env installs itself does not count)."""
+        return self.unavailable()
+
     def unavailable(self) -> str | None:
         """Why this engine cannot run here, or None."""
         return None
@@ -319,12 +324,19 @@ class LiblxcEngine(LibvirtLxcEngine):
         return bool(vm.app.backend.container(vm.name).defined)
 
     def unavailable(self) -> str | None:
-        if os.geteuid() != 0:
-            return "liblxc containers here need root"
         try:
             import lxc  # noqa: F401
         except ImportError:
             return "python-lxc is not installed (pip install lxc)"
+        return self.host_unavailable()
+
+    def host_unavailable(self) -> str | None:
+        """Why this host cannot run the env, whose own install builds
+        python-lxc against liblxc's headers."""
+        if os.geteuid() != 0:
+            return "liblxc containers here need root"
+        if not os.path.exists("/usr/include/lxc/lxccontainer.h"):
+            return "liblxc's headers are not installed (apt install lxc-dev)"
         missing = self._missing_cache()
         if missing:
             return (
@@ -476,7 +488,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] not in ENGINES:
         print(f"usage: engines.py {{{','.join(ENGINES)}}}")
         return 2
-    reason = make_engine(argv[0]).unavailable()
+    reason = make_engine(argv[0]).host_unavailable()
     if reason is not None:
         print(reason)
         return 3
