@@ -34,6 +34,7 @@ import concurrent.futures
 import contextlib
 import functools
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -65,12 +66,13 @@ VOLATILE = "volatile"
 READ_ONLY = "read-only"
 
 _FLAGS = {"True": True, "False": False}
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def _is_clean_path(path: str, absolute: bool) -> bool:
     # Paths go into domain XML and to file operations: printable, no
     # climbing out of the pool.
-    if not path or any(ord(c) < 32 or ord(c) == 127 for c in path):
+    if not path or _CONTROL.search(path):
         return False
     if path.startswith("/") != absolute:
         return False
