@@ -8,6 +8,7 @@ its own writable copy in ``tmp_path``.
 
 import pathlib
 
+import libvirt
 import lxml.etree
 import pytest
 
@@ -170,3 +171,20 @@ def _validate_every_create_config(monkeypatch, _domain_schema_or_none):
         return xml
 
     monkeypatch.setattr(LibvirtBackend, "create_config", create_config)
+
+
+@pytest.fixture
+def only_the_test_driver(monkeypatch):
+    """Fail the test if anything opens a URI other than the test
+    driver's (a system daemon may run on this machine)."""
+
+    def guarded(real):
+        def open_uri(uri=None, *args):
+            if not str(uri).startswith("test:"):
+                raise AssertionError(f"the test opened {uri!r}")
+            return real(uri, *args)
+
+        return open_uri
+
+    monkeypatch.setattr(libvirt, "open", guarded(libvirt.open))
+    monkeypatch.setattr(libvirt, "openReadOnly", guarded(libvirt.openReadOnly))

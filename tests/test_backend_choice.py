@@ -6,29 +6,13 @@ then auto-detection. Nothing here opens a system URI: backends open
 their connection lazily, and only their name and URI are read.
 """
 
-import libvirt
 import pytest
 
 import qubes
 from qubes import exc
 from qubes.backends import choice
 
-
-@pytest.fixture(autouse=True)
-def _only_the_test_driver(monkeypatch):
-    """Fail the test if anything opens a URI other than the test
-    driver's (a system daemon may run on this machine)."""
-
-    def guarded(real):
-        def open_uri(uri=None, *args):
-            if not str(uri).startswith("test:"):
-                raise AssertionError(f"the test opened {uri!r}")
-            return real(uri, *args)
-
-        return open_uri
-
-    monkeypatch.setattr(libvirt, "open", guarded(libvirt.open))
-    monkeypatch.setattr(libvirt, "openReadOnly", guarded(libvirt.openReadOnly))
+pytestmark = pytest.mark.usefixtures("only_the_test_driver")
 
 
 @pytest.fixture

@@ -7,27 +7,11 @@ An error is one line on stderr, ``PROG: error: ...``, with exit status
 
 from dataclasses import dataclass
 
-import libvirt
 import pytest
 
 from qubes.tools import lifecycle, qvm_ls
 
-
-@pytest.fixture(autouse=True)
-def _only_the_test_driver(monkeypatch):
-    """Fail the test if anything opens a URI other than the test
-    driver's (a system daemon may run on this machine)."""
-
-    def guarded(real):
-        def open_uri(uri=None, *args):
-            if not str(uri).startswith("test:"):
-                raise AssertionError(f"the test opened {uri!r}")
-            return real(uri, *args)
-
-        return open_uri
-
-    monkeypatch.setattr(libvirt, "open", guarded(libvirt.open))
-    monkeypatch.setattr(libvirt, "openReadOnly", guarded(libvirt.openReadOnly))
+pytestmark = pytest.mark.usefixtures("only_the_test_driver")
 
 
 TOOLS = {

@@ -31,6 +31,7 @@ __all__ = [
     "serialize",
     "disk_target",
     "image_disks",
+    "kernel_boot",
 ]
 
 #: The fixed places of the Qubes volumes among a domain's disks; other
@@ -184,6 +185,30 @@ def hostdevs(devices: Element, spec: DomainSpec, driver: str = "") -> None:
                 "function": f"0x{pci.function:x}",
             },
         )
+
+
+def kernel_boot(os_element: Element, spec: DomainSpec) -> bool:
+    """``<kernel>`` and ``<initrd>`` from the kernel volume; for an HVM
+    domain without a kernel, ``<boot dev='hd'>`` instead.
+
+    :returns: whether the domain boots the kernel volume (the caller adds
+        its ``<cmdline>``)
+    :raises QubesUnsupportedError: a domain that is not HVM has no kernel
+    """
+    kernel = spec.kernel
+    if kernel is None:
+        if spec.virt_mode != "hvm":
+            raise exc.QubesUnsupportedError(
+                f"a {spec.virt_mode} domain boots the kernel of the kernel "
+                "pool, and this one has no kernel set",
+                domain=spec.name,
+                prop="kernel",
+            )
+        sub(os_element, "boot", None, {"dev": "hd"})
+        return False
+    sub(os_element, "kernel", kernel.vmlinuz)
+    sub(os_element, "initrd", kernel.initramfs)
+    return True
 
 
 def disk_target(prefix: str, index: int) -> str:

@@ -94,6 +94,26 @@ def get_parser() -> QubesArgumentParser:
         + ", ".join(COLUMNS)
         + ", or any property name",
     )
+    _add_filters(parser)
+    parser.add_argument(
+        "--backend-info",
+        action="store_true",
+        help="say which backend and URI are used, and why",
+    )
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument(
+        "--raw-list", action="store_true", help="only the names, one per line"
+    )
+    output.add_argument(
+        "--raw-data",
+        action="store_true",
+        help="no header, fields separated by '|'",
+    )
+    return parser
+
+
+def _add_filters(parser: QubesArgumentParser) -> None:
+    """Which domains to list: by tag, class and state."""
     parser.add_argument(
         "--tags",
         action="append",
@@ -111,21 +131,6 @@ def get_parser() -> QubesArgumentParser:
         parser.add_argument(
             f"--{state}", action="store_true", help=f"only {state} domains"
         )
-    parser.add_argument(
-        "--backend-info",
-        action="store_true",
-        help="say which backend and URI are used, and why",
-    )
-    output = parser.add_mutually_exclusive_group()
-    output.add_argument(
-        "--raw-list", action="store_true", help="only the names, one per line"
-    )
-    output.add_argument(
-        "--raw-data",
-        action="store_true",
-        help="no header, fields separated by '|'",
-    )
-    return parser
 
 
 def _columns(args: argparse.Namespace) -> list[str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import lxml.etree
 from lxml.etree import _Element as Element
 
-from qubes import exc
 from qubes.backends import _xml
 from qubes.backends._xml import sub
 from qubes.backends.spec import DomainSpec
@@ -78,23 +77,11 @@ def _os(spec: DomainSpec) -> Element:
     # Without the cmdline's text, which names the domain: the rest is
     # shared by the domains of one kernel.
     os_element = _xml.element("os")
-    kernel = spec.kernel
-    if kernel is None and spec.flag("uefi"):
+    if spec.kernel is None and spec.flag("uefi"):
         _xml.set_attr(os_element, "firmware", "efi")
     sub(os_element, "type", "hvm", {"arch": "x86_64"})
-    if kernel is None:
-        if spec.virt_mode != "hvm":
-            raise exc.QubesUnsupportedError(
-                f"a {spec.virt_mode} domain boots the kernel of the kernel "
-                "pool, and this one has no kernel set",
-                domain=spec.name,
-                prop="kernel",
-            )
-        sub(os_element, "boot", None, {"dev": "hd"})
-        return os_element
-    sub(os_element, "kernel", kernel.vmlinuz)
-    sub(os_element, "initrd", kernel.initramfs)
-    sub(os_element, "cmdline")
+    if _xml.kernel_boot(os_element, spec):
+        sub(os_element, "cmdline")
     return os_element
 
 

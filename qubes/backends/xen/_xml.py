@@ -12,7 +12,6 @@ from __future__ import annotations
 import lxml.etree
 from lxml.etree import _Element as Element
 
-from qubes import exc
 from qubes.backends import _xml
 from qubes.backends._xml import sub
 from qubes.backends.spec import DomainSpec
@@ -60,19 +59,8 @@ def _os(spec: DomainSpec) -> Element:
     if spec.virt_mode == "hvm":
         firmware = "pflash" if spec.flag("uefi") else "rom"
         sub(os_element, "loader", HVMLOADER, {"type": firmware})
-    kernel = spec.kernel
-    if kernel is None:
-        if spec.virt_mode != "hvm":
-            raise exc.QubesUnsupportedError(
-                f"a {spec.virt_mode} domain boots the kernel of the kernel "
-                "pool, and this one has no kernel set",
-                domain=spec.name,
-                prop="kernel",
-            )
-        sub(os_element, "boot", None, {"dev": "hd"})
+    if not _xml.kernel_boot(os_element, spec):
         return os_element
-    sub(os_element, "kernel", kernel.vmlinuz)
-    sub(os_element, "initrd", kernel.initramfs)
     cmdline = KERNEL_CMDLINE
     if spec.kernelopts:
         cmdline += " " + spec.kernelopts
