@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 
 import lxml.etree
 
@@ -377,28 +378,56 @@ def bench_many(count: int, name: str) -> None:
     bench_bare_many(count + 1, name)
 
 
+#: engines that virsh drives, and the LXC engines
+VIRSH_ENGINES = ("kvm-qemu", "lxc-libvirt")
+MANY_ENGINES = ("lxc-libvirt", "lxc-liblxc")
+
+
+def _names(known: tuple[str, ...]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"{', '.join(unknown)}: not one of {', '.join(known)}"
+            )
+        return names
+
+    return parse
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engines", default="kvm-qemu,lxc-libvirt")
+    parser.add_argument(
+        "--engines",
+        type=_names(VIRSH_ENGINES),
+        default="kvm-qemu,lxc-libvirt",
+        help="engines for the comparison with virsh (may be empty)",
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--many", type=int, default=20)
-    parser.add_argument("--many-engines", default="lxc-libvirt,lxc-liblxc")
+    parser.add_argument(
+        "--many-engines",
+        type=_names(MANY_ENGINES),
+        default="lxc-libvirt,lxc-liblxc",
+        help="LXC engines for the many-at-once figure (may be empty)",
+    )
     args = parser.parse_args()
     print("through qubes against bare virsh, median s")
     print(
         f"{'engine':>12} {'':>15} {'qubes':>8} {'virsh':>8} {'ratio':>6} "
         f"{'goal':>5}"
     )
-    for name in filter(None, args.engines.split(",")):
-        bench_engine(name.strip(), args.runs)
+    for name in args.engines:
+        bench_engine(name, args.runs)
     if args.many:
         print(f"\n{args.many} LXC containers at once, start to ready, s")
         print(
             f"{'engine':>16} {'one':>8} {'at once':>10} {'ratio':>6} "
             f"{'goal':>5}"
         )
-        for name in args.many_engines.split(","):
-            bench_many(args.many, name.strip())
+        for name in args.many_engines:
+            bench_many(args.many, name)
 
 
 if __name__ == "__main__":
