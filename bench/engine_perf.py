@@ -186,11 +186,19 @@ async def _pairs(engine, app, runs: int, folder: pathlib.Path):
     return figures
 
 
-def bench_engine(name: str, runs: int) -> None:
+def _engine_here(name: str, what: str) -> engines.Engine | None:
+    """The engine *name*, or None after saying why it cannot run here."""
     engine = engines.make_engine(name)
     reason = engine.unavailable()
     if reason:
-        print(f"{name:>12}: not run here: {reason}")
+        print(f"{what}: not run here: {reason}")
+        return None
+    return engine
+
+
+def bench_engine(name: str, runs: int) -> None:
+    engine = _engine_here(name, f"{name:>12}")
+    if engine is None:
         return
     with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
         root = pathlib.Path(tmp)
@@ -358,10 +366,8 @@ def bench_bare_many(count: int, name: str) -> None:
 
 
 def bench_many(count: int, name: str) -> None:
-    engine = engines.make_engine(name)
-    reason = engine.unavailable()
-    if reason:
-        print(f"{count} containers on {name}: not run here: {reason}")
+    engine = _engine_here(name, f"{count} containers on {name}")
+    if engine is None:
         return
     with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
         root = pathlib.Path(tmp)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -39,7 +40,7 @@ from qubes.backends import (
 from qubes.backends._base import bridge_name
 from qubes.backends._common import BackendBase
 from qubes.backends._events import Subscribers
-from qubes.backends.lxc import _ownership, _xml
+from qubes.backends.lxc import LXCBackend, _ownership, _xml
 from qubes.backends.lxc._lxcconf import MULTI_VALUED, lxc_config
 from qubes.backends.spec import DomainSpec
 
@@ -118,11 +119,9 @@ class LiblxcBackend(BackendBase):
     default_uri = "liblxc:///var/lib/qubes/lxc"
     engine_name = "liblxc"
 
-    _CAPABILITIES = Capabilities(
-        domain_type="lxc",
-        virt_modes=frozenset(("pv", "pvh")),
-        memory_hotplug=False,
-        pci_passthrough=False,
+    # Containers as on libvirt LXC; only the wiring of the network differs.
+    _CAPABILITIES = dataclasses.replace(
+        LXCBackend._CAPABILITIES,
         networking="veth into a host bridge per netvm (qbr...)",
     )
 
