@@ -29,7 +29,7 @@ from engines import (
     Engine,
     make_engine,
     make_store,
-    marker_boot,
+    ready_boot,
     prefix_for,
 )
 
@@ -99,11 +99,13 @@ class Host:
     # -- guests (real engines) --------------------------------------------
 
     async def booted(self, name: str, boot: int, timeout: float = 90) -> None:
-        """Wait until the guest's init reports boot number *boot*."""
+        """Wait until the guest's init reports boot number *boot* ready:
+        its marker written and its rc.local run (a probe in rc.local
+        that a shutdown cut short would leave half a result)."""
         vm = self.vm(name)
 
         def done() -> bool:
-            return marker_boot(self.engine.console(vm), vm.name) >= boot
+            return ready_boot(self.engine.console(vm), vm.name) >= boot
 
         await wait_for(done, timeout)
 

@@ -284,7 +284,12 @@ class LibvirtLxcEngine(RealEngine):
         template.volumes["root"].import_data(str(CACHE / "template" / "rootfs"))
 
     def console(self, vm: Any) -> str:
-        return self.private_read(vm, "qubes-marker") or ""
+        """A container's console is its private volume: the marker and,
+        once rc.local ran, the ready line."""
+        return "\n".join(
+            self.private_read(vm, name) or ""
+            for name in ("qubes-marker", "qubes-ready")
+        )
 
     def private_read(self, vm: Any, path: str) -> str | None:
         try:
@@ -476,9 +481,12 @@ def prefix_for(engine: Engine) -> str:
     return f"t{next(_serial)}{hashlib.sha1(os.urandom(8)).hexdigest()[:3]}-"
 
 
-def marker_boot(text: str, name: str) -> int:
-    """The highest boot count of *name*'s markers in *text*, or 0."""
-    found = re.findall(rf"name={re.escape(name)} boot=(\d+)", text)
+def ready_boot(text: str, name: str) -> int:
+    """The highest boot count that *name*'s init reported ready in
+    *text* (after its rc.local ran), or 0."""
+    found = re.findall(
+        rf"QUBES-READY name={re.escape(name)} boot=(\d+)", text
+    )
     return max((int(n) for n in found), default=0)
 
 
