@@ -8,20 +8,22 @@ written in libvirt's documented order: identity, memory, CPUs, ``os``,
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import lxml.etree
 from lxml.etree import _Element as Element
 
 from qubes import exc, generation
-from qubes.backends.spec import DomainSpec
+from qubes.backends.spec import DomainSpec, NetSpec
 
 __all__ = [
-    "Parts",
+    "Marks",
+    "Skeletons",
     "XMLCache",
+    "shape",
     "sub",
     "identity",
     "vcpus",
@@ -37,7 +39,6 @@ __all__ = [
 #: The fixed places of the Qubes volumes among a domain's disks; other
 #: volumes follow in the order the domain lists them.
 DISK_ORDER = {"root": 0, "private": 1, "volatile": 2, "kernel": 3}
-_DISK_SOURCE = 1  # <disk>: driver, source, target
 
 #: The attributes of a disk's ``<driver>`` from its format and whether it
 #: is a block device.
@@ -65,36 +66,144 @@ def sub(
     return child
 
 
-class Parts:
-    """Subtrees that many domains share, built once and copied.
+#: A per-domain value of a skeleton, from the domain's spec.
+Getter = Callable[[DomainSpec], str]
 
-    Among a thousand AppVMs of one template, the ``<os>`` element, the
-    features, the lifecycle actions and the console are the same, and
-    every disk differs only in its file. A builder asks for a copy of a
-    part by the values it depends on; the first request builds it.
-    Copying a built subtree is one call into lxml where building it is
-    one call per element. Where a copy differs from domain to domain (a
-    disk's file), the caller sets that value on the copy; parts are built
-    so that such a child sits at a fixed index.
 
-    :param size: how many distinct parts to keep; then it starts over
+class Slot(NamedTuple):
+    """Where a skeleton holds one of each domain's own values.
+
+    :param path: the child indices from the root to the element
+    :param attr: the attribute, or None for the element's text
+    :param value: the value, from the domain's spec
     """
 
-    def __init__(self, size: int = 1024) -> None:
-        self.size = size
-        self._parts: dict[tuple[Any, ...], Element] = {}
+    path: tuple[int, ...]
+    attr: str | None
+    value: Getter
 
-    def copy(
-        self, key: tuple[Any, ...], build: Callable[[], Element]
-    ) -> Element:
-        """A copy of the part *key*, built by ``build()`` the first time."""
-        part = self._parts.get(key)
-        if part is None:
-            if len(self._parts) >= self.size:
-                self._parts.clear()
-            part = self._parts[key] = build()
-        # lxml's copy is deep; copy.deepcopy() would only add a detour.
-        return part.__copy__()
+
+class Marks:
+    """The places, in a tree being built, of the values that every
+    domain has its own of (its name, its disks' files...).
+
+    A builder marks such an element instead of setting the value, so
+    that the tree can be the skeleton of every domain of its shape.
+    """
+
+    def __init__(self) -> None:
+        self._marked: list[tuple[Element, str | None, Getter]] = []
+
+    def text(self, target: Element, value: Getter) -> Element:
+        """Mark *target*'s text as ``value(spec)``."""
+        self._marked.append((target, None, value))
+        return target
+
+    def attr(self, target: Element, name: str, value: Getter) -> Element:
+        """Mark *target*'s attribute *name* as ``value(spec)``."""
+        self._marked.append((target, name, value))
+        return target
+
+    def slots(self) -> tuple[Slot, ...]:
+        """The marks as paths, once the tree is complete."""
+        return tuple(
+            Slot(_path_of(target), attr, value)
+            for target, attr, value in self._marked
+        )
+
+
+def _path_of(target: Element) -> tuple[int, ...]:
+    path = []
+    parent = target.getparent()
+    while parent is not None:
+        path.append(parent.index(target))
+        target, parent = parent, parent.getparent()
+    return tuple(reversed(path))
+
+
+def shape(spec: DomainSpec) -> tuple[Any, ...]:
+    """What the structure of *spec*'s XML may depend on: the spec
+    without the values that every domain has its own of, which are left
+    to :class:`Marks` (name, uuid, qid, addresses, the disks' files).
+    """
+    net = spec.net
+    return (
+        spec._replace(
+            name="", uuid="", qid=0, mac=None, ip=None, disks=(), net=None
+        ),
+        tuple(
+            (disk.name, disk.format, disk.rw, disk.path.startswith("/dev/"))
+            for disk in spec.disks
+        ),
+        _net_shape(net),
+        bool(spec.mac),
+        bool(spec.ip),
+    )
+
+
+def _net_shape(net: NetSpec | None) -> tuple[Any, ...] | None:
+    if net is None:
+        return None
+    return (
+        net.netvm,
+        net.netvm_qid,
+        bool(net.mac),
+        bool(net.ip),
+        bool(net.gateway),
+    )
+
+
+Builder = Callable[[Marks], Element]
+
+
+class Skeletons:
+    """Whole domain trees, one per shape, each filled in place with a
+    domain's own values and serialised.
+
+    Among a thousand AppVMs of one template, the XML differs only in a
+    dozen values; building it costs one lxml call per element, filling
+    a skeleton one per value. The key must hold everything the tree's
+    structure and unmarked values depend on (see :func:`shape`).
+    Filling and serialising hold a lock: one skeleton serves every
+    thread.
+
+    :param size: how many shapes to keep; then it starts over
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._trees: dict[Any, tuple[Element, tuple[Slot, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        """Forget every skeleton."""
+        self._trees.clear()
+
+    def xml(self, key: Any, spec: DomainSpec, build: Builder) -> str:
+        """The XML of *spec*, from the skeleton of *key*, which
+        ``build(marks)`` makes the first time.
+
+        :raises QubesException: what *build* or a value raises
+        """
+        entry = self._trees.get(key)
+        if entry is None:
+            marks = Marks()
+            root = build(marks)
+            entry = (root, marks.slots())
+            if len(self._trees) >= self.size:
+                self._trees.clear()
+            self._trees[key] = entry
+        root, slots = entry
+        with self._lock:
+            for slot in slots:
+                target = root
+                for index in slot.path:
+                    target = target[index]
+                if slot.attr is None:
+                    set_text(target, slot.value(spec))
+                else:
+                    set_attr(target, slot.attr, slot.value(spec))
+            return serialize(root)
 
 
 def _refuse(tag: str, err: ValueError) -> exc.QubesValueError:
@@ -129,10 +238,19 @@ def element(
     return made
 
 
-def identity(domain: Element, spec: DomainSpec) -> None:
+def spec_name(spec: DomainSpec) -> str:
+    """The domain's name, for :class:`Marks`."""
+    return spec.name
+
+
+def _uuid(spec: DomainSpec) -> str:
+    return spec.uuid
+
+
+def identity(domain: Element, marks: Marks) -> None:
     """``<name>`` and ``<uuid>``."""
-    sub(domain, "name", spec.name)
-    sub(domain, "uuid", spec.uuid)
+    marks.text(sub(domain, "name"), spec_name)
+    marks.text(sub(domain, "uuid"), _uuid)
 
 
 def vcpus(domain: Element, spec: DomainSpec) -> None:
@@ -140,26 +258,46 @@ def vcpus(domain: Element, spec: DomainSpec) -> None:
     sub(domain, "vcpu", str(spec.vcpus), {"placement": "static"})
 
 
-def _clock() -> Element:
-    return element("clock", None, {"offset": "utc", "adjustment": "reset"})
+def spec_mac(spec: DomainSpec) -> str:
+    """The domain's own MAC address (a netvm's, on its uplink)."""
+    assert spec.mac is not None
+    return spec.mac
+
+
+def spec_ip(spec: DomainSpec) -> str:
+    """The domain's own address."""
+    assert spec.ip is not None
+    return spec.ip
+
+
+def net_mac(spec: DomainSpec) -> str:
+    """The domain's MAC address on its netvm's network."""
+    assert spec.net is not None
+    return spec.net.mac
+
+
+def net_ip(spec: DomainSpec) -> str:
+    """The domain's address on its netvm's network."""
+    assert spec.net is not None and spec.net.ip is not None
+    return spec.net.ip
+
+
+def net_gateway(spec: DomainSpec) -> str:
+    """The domain's gateway: its netvm's address."""
+    assert spec.net is not None and spec.net.gateway is not None
+    return spec.net.gateway
 
 
 def clock(domain: Element) -> None:
     """``<clock>``: the guest keeps UTC, reset to the host's at start."""
-    domain.append(_SHARED.copy(("clock",), _clock))
+    sub(domain, "clock", None, {"offset": "utc", "adjustment": "reset"})
 
 
 def lifecycle(domain: Element) -> None:
     """Power-off, reboot and crash all end the domain: the core decides
     what happens next (a reboot is a new start with a new XML)."""
     for event in ("on_poweroff", "on_reboot", "on_crash"):
-        domain.append(
-            _SHARED.copy((event,), functools.partial(_destroy, event))
-        )
-
-
-def _destroy(event: str) -> Element:
-    return element(event, "destroy")
+        sub(domain, event, "destroy")
 
 
 def hostdevs(devices: Element, spec: DomainSpec, driver: str = "") -> None:
@@ -218,18 +356,9 @@ def disk_target(prefix: str, index: int) -> str:
     return prefix + chr(ord("a") + index)
 
 
-def _disk(
-    driver: DiskDriver, bus: str, fmt: str, block: bool, target: str, rw: bool
-) -> Element:
-    disk = element(
-        "disk", None, {"type": "block" if block else "file", "device": "disk"}
-    )
-    sub(disk, "driver", None, driver(fmt, block))
-    sub(disk, "source")
-    sub(disk, "target", None, {"dev": target, "bus": bus})
-    if not rw:
-        sub(disk, "readonly")
-    return disk
+def disk_path(index: int) -> Getter:
+    """The file of the spec's *index*-th disk, for :class:`Marks`."""
+    return lambda spec: spec.disks[index].path
 
 
 def image_disks(
@@ -238,21 +367,20 @@ def image_disks(
     engine: str,
     target: tuple[str, str],
     driver: DiskDriver,
-    parts: Parts,
+    marks: Marks,
 ) -> None:
     """A ``<disk>`` for each of *spec*'s volumes, which must be images.
 
     :param target: the device name prefix and the bus (``("vd",
         "virtio")``)
     :param driver: the ``<driver>`` attributes for a volume
-    :param parts: the backend's cache of elements, for one empty
-        ``<disk>`` per shape
+    :param marks: where each disk's file is marked
     :raises QubesUnsupportedError: a volume is a folder (*engine* names
         the domains that need images in the message)
     """
     prefix, bus = target
     extra = len(DISK_ORDER)
-    for disk in spec.disks:
+    for position, disk in enumerate(spec.disks):
         index = DISK_ORDER.get(disk.name)
         if index is None:
             index, extra = extra, extra + 1
@@ -263,21 +391,25 @@ def image_disks(
                 domain=spec.name,
             )
         block = disk.path.startswith("/dev/")
-        shape = (disk.format, block, disk_target(prefix, index), disk.rw)
-        copy = parts.copy(
-            ("disk", prefix, *shape),
-            functools.partial(_disk, driver, bus, *shape),
+        element = sub(
+            devices,
+            "disk",
+            None,
+            {"type": "block" if block else "file", "device": "disk"},
         )
-        set_attr(copy[_DISK_SOURCE], "dev" if block else "file", disk.path)
-        devices.append(copy)
+        sub(element, "driver", None, driver(disk.format, block))
+        source = sub(element, "source")
+        marks.attr(source, "dev" if block else "file", disk_path(position))
+        target_dev = disk_target(prefix, index)
+        sub(element, "target", None, {"dev": target_dev, "bus": bus})
+        if not disk.rw:
+            sub(element, "readonly")
 
 
 def serialize(root: Element) -> str:
     """The XML text of *root*."""
     return str(lxml.etree.tostring(root, encoding="unicode"))
 
-
-_SHARED = Parts()
 
 
 class XMLCache:

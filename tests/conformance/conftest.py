@@ -29,8 +29,8 @@ from engines import (
     Engine,
     make_engine,
     make_store,
-    ready_boot,
     prefix_for,
+    ready_boot,
 )
 
 DEFAULT_ENGINES = ("xen-test", "kvm-test", "lxc-test")

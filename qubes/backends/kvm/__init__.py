@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import lxml.etree
@@ -114,10 +113,8 @@ class KVMBackend(LibvirtBackend):
 
     def build_xml(self, spec: DomainSpec) -> str:
         """The KVM domain XML of *spec*."""
-        log_file = None
-        if self.log_dir:
-            log_file = os.path.join(self.log_dir, f"guest-{spec.name}.log")
-        return _xml.build(spec, self.domain_type, self.uplink, log_file)
+        log_dir = self.log_dir or ""
+        return _xml.build(spec, self.domain_type, self.uplink, log_dir)
 
     @property
     def engine_name(self) -> str:  # type: ignore[override]

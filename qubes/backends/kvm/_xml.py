@@ -15,6 +15,9 @@ the outside through the uplink network (libvirt's ``default``).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
 import lxml.etree
 from lxml.etree import _Element as Element
 
@@ -29,16 +32,17 @@ __all__ = ["build", "network_name", "networks", "KERNEL_CMDLINE"]
 #: guest its name; panic=-1 turns a kernel panic into a reboot, which
 #: ends the domain (on_reboot is destroy) instead of leaving it hung
 KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 panic=-1"
-_PARTS = _xml.Parts()
-# Where the per-domain values sit in the parts built below.
-_MAC = 0  # <interface>: mac, source, model
-_CMDLINE = 3  # <os>: type, kernel, initrd, cmdline
-_LOG = 0  # <serial>: log, target
+_SKELETONS = _xml.Skeletons()
 
 
 def network_name(netvm: str) -> str:
     """The libvirt network behind netvm *netvm*."""
     return "qubes-" + netvm
+
+
+def own_network(spec: DomainSpec) -> str:
+    """The network of a domain that provides network, for marks."""
+    return network_name(spec.name)
 
 
 def networks(spec: DomainSpec) -> list[str]:
@@ -73,34 +77,27 @@ def _memory(domain: Element, spec: DomainSpec) -> None:
     sub(domain, "currentMemory", str(spec.memory), {"unit": "MiB"})
 
 
-def _os(spec: DomainSpec) -> Element:
-    # Without the cmdline's text, which names the domain: the rest is
-    # shared by the domains of one kernel.
-    os_element = _xml.element("os")
+def _cmdline(spec: DomainSpec) -> str:
+    # qubes.name tells the guest its name.
+    cmdline = f"{KERNEL_CMDLINE} qubes.name={spec.name}"
+    if spec.kernelopts:
+        cmdline += " " + spec.kernelopts
+    return cmdline
+
+
+def _os(domain: Element, spec: DomainSpec, marks: _xml.Marks) -> None:
+    os_element = sub(domain, "os")
     if spec.kernel is None and spec.flag("uefi"):
         _xml.set_attr(os_element, "firmware", "efi")
     sub(os_element, "type", "hvm", {"arch": "x86_64"})
     if _xml.kernel_boot(os_element, spec):
-        sub(os_element, "cmdline")
-    return os_element
+        marks.text(sub(os_element, "cmdline"), _cmdline)
 
 
-def _os_of(domain: Element, spec: DomainSpec) -> None:
-    key = ("os", spec.virt_mode, spec.kernel, spec.flag("uefi"))
-    os_element = _PARTS.copy(key, lambda: _os(spec))
-    if spec.kernel is not None:
-        cmdline = f"{KERNEL_CMDLINE} qubes.name={spec.name}"
-        if spec.kernelopts:
-            cmdline += " " + spec.kernelopts
-        _xml.set_text(os_element[_CMDLINE], cmdline)
-    domain.append(os_element)
-
-
-def _features() -> Element:
-    features = _xml.element("features")
+def _features(domain: Element) -> None:
+    features = sub(domain, "features")
     sub(features, "acpi")
     sub(features, "apic")
-    return features
 
 
 def _cpu(domain: Element, spec: DomainSpec) -> None:
@@ -126,91 +123,91 @@ def _driver(fmt: str, block: bool) -> dict[str, str]:
     return {"name": "qemu", "type": fmt}
 
 
-def _disks(devices: Element, spec: DomainSpec) -> None:
-    _xml.image_disks(devices, spec, "QEMU", ("vd", "virtio"), _driver, _PARTS)
-
-
-def _nic(network: str, with_mac: bool) -> Element:
-    interface = _xml.element("interface", None, {"type": "network"})
-    if with_mac:
-        sub(interface, "mac")
-    sub(interface, "source", None, {"network": network})
+def _nic(
+    devices: Element,
+    marks: _xml.Marks,
+    network: str | None,
+    mac: _xml.Getter | None,
+) -> None:
+    """An ``<interface>`` into *network* (None: the domain's own)."""
+    interface = sub(devices, "interface", None, {"type": "network"})
+    if mac is not None:
+        marks.attr(sub(interface, "mac"), "address", mac)
+    source = sub(interface, "source")
+    if network is None:
+        marks.attr(source, "network", own_network)
+    else:
+        _xml.set_attr(source, "network", network)
     sub(interface, "model", None, {"type": "virtio"})
-    return interface
 
 
-def _interface(devices: Element, network: str, mac: str | None = None) -> None:
-    with_mac = bool(mac)
-    interface = _PARTS.copy(
-        ("nic", network, with_mac), lambda: _nic(network, with_mac)
-    )
-    if mac:
-        _xml.set_attr(interface[_MAC], "address", mac)
-    devices.append(interface)
-
-
-def _interfaces(devices: Element, spec: DomainSpec, uplink: str) -> None:
+def _interfaces(
+    devices: Element, spec: DomainSpec, marks: _xml.Marks, uplink: str
+) -> None:
     if spec.net is not None:
-        _interface(devices, network_name(spec.net.netvm), spec.net.mac)
+        netvm_network = network_name(spec.net.netvm)
+        _nic(devices, marks, netvm_network, _xml.net_mac)
     elif spec.provides_network and uplink:
-        _interface(devices, uplink, spec.mac)
+        _nic(devices, marks, uplink, _xml.spec_mac if spec.mac else None)
     if spec.provides_network:
-        _interface(devices, network_name(spec.name))
+        _nic(devices, marks, None, None)
 
 
-def _serial(logged: bool) -> Element:
-    serial = _xml.element("serial", None, {"type": "pty"})
-    if logged:
-        sub(serial, "log", None, {"append": "off"})
+def log_file(log_dir: str, name: str) -> str:
+    """Where the serial console of domain *name* is kept."""
+    return os.path.join(log_dir, f"guest-{name}.log")
+
+
+def _console(devices: Element, marks: _xml.Marks, log_dir: str) -> None:
+    serial = sub(devices, "serial", None, {"type": "pty"})
+    if log_dir:
+        log = sub(serial, "log", None, {"append": "off"})
+        marks.attr(log, "file", lambda spec: log_file(log_dir, spec.name))
     sub(serial, "target", None, {"port": "0"})
-    return serial
-
-
-def _console(devices: Element, log_file: str | None) -> None:
-    logged = bool(log_file)
-    serial = _PARTS.copy(("serial", logged), lambda: _serial(logged))
-    if log_file:
-        _xml.set_attr(serial[_LOG], "file", log_file)
-    devices.append(serial)
-    devices.append(_PARTS.copy(("console",), _console_part))
-
-
-def _console_part() -> Element:
-    console = _xml.element("console", None, {"type": "pty"})
+    console = sub(devices, "console", None, {"type": "pty"})
     sub(console, "target", None, {"type": "serial", "port": "0"})
-    return console
 
 
-def _memballoon() -> Element:
-    return _xml.element("memballoon", None, {"model": "virtio"})
+def _tree(
+    spec: DomainSpec, domain_type: str, uplink: str, log_dir: str
+) -> Callable[[_xml.Marks], Element]:
+    def tree(marks: _xml.Marks) -> Element:
+        domain = lxml.etree.Element("domain", {"type": domain_type})
+        _xml.identity(domain, marks)
+        _memory(domain, spec)
+        _xml.vcpus(domain, spec)
+        _os(domain, spec, marks)
+        _features(domain)
+        _cpu(domain, spec)
+        _xml.clock(domain)
+        _xml.lifecycle(domain)
+        devices = sub(domain, "devices")
+        disk_kind = ("vd", "virtio")
+        _xml.image_disks(devices, spec, "QEMU", disk_kind, _driver, marks)
+        _interfaces(devices, spec, marks, uplink)
+        _xml.hostdevs(devices, spec, driver="vfio")
+        _console(devices, marks, log_dir)
+        sub(devices, "memballoon", None, {"model": "virtio"})
+        return domain
+
+    return tree
 
 
 def build(
     spec: DomainSpec,
     domain_type: str,
     uplink: str = "default",
-    log_file: str | None = None,
+    log_dir: str = "",
 ) -> str:
     """The KVM domain XML of *spec*.
 
     :param domain_type: ``kvm``, or ``qemu`` without usable acceleration
     :param uplink: the network of netvms that have no netvm
-    :param log_file: where the serial console's output is kept
+    :param log_dir: where the serial console's output is kept (see
+        :func:`log_file`); empty for no log
     :raises QubesUnsupportedError: PVH without a kernel, a folder volume
     """
-    domain = lxml.etree.Element("domain", {"type": domain_type})
-    _xml.identity(domain, spec)
-    _memory(domain, spec)
-    _xml.vcpus(domain, spec)
-    _os_of(domain, spec)
-    domain.append(_PARTS.copy(("features",), _features))
-    _cpu(domain, spec)
-    _xml.clock(domain)
-    _xml.lifecycle(domain)
-    devices = sub(domain, "devices")
-    _disks(devices, spec)
-    _interfaces(devices, spec, uplink)
-    _xml.hostdevs(devices, spec, driver="vfio")
-    _console(devices, log_file)
-    devices.append(_PARTS.copy(("memballoon",), _memballoon))
-    return _xml.serialize(domain)
+    key = (_xml.shape(spec), domain_type, uplink, log_dir)
+    return _SKELETONS.xml(
+        key, spec, _tree(spec, domain_type, uplink, log_dir)
+    )

@@ -22,6 +22,7 @@ default route through its netvm.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import lxml.etree
 from lxml.etree import _Element as Element
@@ -29,8 +30,8 @@ from lxml.etree import _Element as Element
 from qubes import exc
 from qubes.backends import _xml
 from qubes.backends._xml import sub
-from qubes.backends.kvm._xml import network_name, networks
-from qubes.backends.spec import DomainSpec
+from qubes.backends.kvm._xml import network_name, networks, own_network
+from qubes.backends.spec import DiskSpec, DomainSpec
 
 __all__ = ["build", "idmap_target", "networks", "IDMAP_BASE", "IDMAP_COUNT"]
 
@@ -47,9 +48,10 @@ _NOT_MOUNTED = frozenset(("volatile", "kernel"))
 #: a /8 holds every Qubes address (10.137 domains, 10.138 DispVMs,
 #: 10.139 DNS), so the netvm's address is on-link
 _PREFIX = "8"
-_PARTS = _xml.Parts()
-# Where the per-domain values sit in the parts built below.
-_INITENV = 2  # <os>: type, init, initenv
+_DEFAULT_ROUTE = {"address": "0.0.0.0", "prefix": "0"}
+_FOLDER = {"type": "mount", "accessmode": "passthrough"}
+_IMAGE = {"type": "file", "accessmode": "passthrough"}
+_SKELETONS = _xml.Skeletons()
 
 
 def idmap_target(qid: int) -> int:
@@ -81,14 +83,6 @@ def _memory(domain: Element, spec: DomainSpec) -> None:
     sub(domain, "currentMemory", str(spec.memory), {"unit": "MiB"})
 
 
-def _os(init: str) -> Element:
-    os_element = _xml.element("os")
-    sub(os_element, "type", "exe", {"arch": "x86_64"})
-    sub(os_element, "init", init)
-    sub(os_element, "initenv", None, {"name": "QUBES_NAME"})
-    return os_element
-
-
 def init_of(spec: DomainSpec) -> str:
     """The container's init program (feature ``lxc.init``)."""
     init = spec.feature("lxc.init") or "/sbin/init"
@@ -104,56 +98,51 @@ def init_of(spec: DomainSpec) -> str:
     return init
 
 
-def _os_of(domain: Element, spec: DomainSpec) -> None:
-    init = init_of(spec)
-    os_element = _PARTS.copy(("os", init), lambda: _os(init))
-    _xml.set_text(os_element[_INITENV], spec.name)
-    domain.append(os_element)
+def _os(domain: Element, spec: DomainSpec, marks: _xml.Marks) -> None:
+    os_element = sub(domain, "os")
+    sub(os_element, "type", "exe", {"arch": "x86_64"})
+    sub(os_element, "init", init_of(spec))
+    initenv = sub(os_element, "initenv", None, {"name": "QUBES_NAME"})
+    marks.text(initenv, _xml.spec_name)
 
 
-def _features() -> Element:
+def _features(domain: Element) -> None:
     # A container without an interface would otherwise share the host's
     # network namespace: each one gets its own, always.
-    features = _xml.element("features")
+    features = sub(domain, "features")
     sub(features, "privnet")
-    return features
 
 
-def _idmap(domain: Element, spec: DomainSpec) -> None:
+def _idmap_start(spec: DomainSpec) -> str:
+    return str(idmap_target(spec.qid))
+
+
+def _idmap(domain: Element, spec: DomainSpec, marks: _xml.Marks) -> None:
     if not _userns(spec):
         return
     idmap = sub(domain, "idmap")
-    target = str(idmap_target(spec.qid))
     for kind in ("uid", "gid"):
-        sub(
-            idmap,
-            kind,
-            None,
-            {"start": "0", "target": target, "count": str(IDMAP_COUNT)},
-        )
+        # The target is marked: an attribute of its own for each qid.
+        attrib = {"start": "0", "target": "", "count": str(IDMAP_COUNT)}
+        marks.attr(sub(idmap, kind, None, attrib), "target", _idmap_start)
 
 
-def _filesystem(fmt: str, mount: str, rw: bool) -> Element:
-    if fmt == "dir":
-        element = _xml.element(
-            "filesystem", None, {"type": "mount", "accessmode": "passthrough"}
-        )
+def _filesystem(devices: Element, disk: DiskSpec) -> Element:
+    """A ``<filesystem>`` for *disk*, up to its driver."""
+    if disk.format == "dir":
+        element = sub(devices, "filesystem", None, _FOLDER)
     else:
-        element = _xml.element(
-            "filesystem", None, {"type": "file", "accessmode": "passthrough"}
-        )
+        element = sub(devices, "filesystem", None, _IMAGE)
         # Raw images are loop-mounted; qcow2 ones go through qemu-nbd.
-        driver = "loop" if fmt == "raw" else "nbd"
-        sub(element, "driver", None, {"type": driver, "format": fmt})
-    sub(element, "source")
-    sub(element, "target", None, {"dir": mount})
-    if not rw:
-        sub(element, "readonly")
+        driver = "loop" if disk.format == "raw" else "nbd"
+        sub(element, "driver", None, {"type": driver, "format": disk.format})
     return element
 
 
-def _filesystems(devices: Element, spec: DomainSpec) -> None:
-    for disk in spec.disks:
+def _filesystems(
+    devices: Element, spec: DomainSpec, marks: _xml.Marks
+) -> None:
+    for position, disk in enumerate(spec.disks):
         mount = _MOUNTS.get(disk.name)
         if mount is None:
             if disk.name in _NOT_MOUNTED:
@@ -163,70 +152,81 @@ def _filesystems(devices: Element, spec: DomainSpec) -> None:
                 "and private volumes",
                 domain=spec.name,
             )
-        shape = (disk.format, mount, disk.rw)
-        element = _PARTS.copy(
-            ("fs", *shape), functools.partial(_filesystem, *shape)
-        )
-        source = "dir" if disk.format == "dir" else "file"
-        # <filesystem>: [driver,] source, target
-        position = 0 if disk.format == "dir" else 1
-        _xml.set_attr(element[position], source, disk.path)
-        devices.append(element)
+        element = _filesystem(devices, disk)
+        kind = "dir" if disk.format == "dir" else "file"
+        source = sub(element, "source")
+        marks.attr(source, kind, _xml.disk_path(position))
+        sub(element, "target", None, {"dir": mount})
+        if not disk.rw:
+            sub(element, "readonly")
     if spec.disk("root") is None:
         raise exc.QubesUnsupportedError(
             "a container needs a root volume", domain=spec.name
         )
 
 
-def _nic(network: str, mac: bool, ip: bool, route: bool) -> Element:
-    interface = _xml.element("interface", None, {"type": "network"})
-    if mac:
-        sub(interface, "mac")
-    sub(interface, "source", None, {"network": network})
-    if ip:
-        sub(interface, "ip", None, {"prefix": _PREFIX})
-    if route:
-        sub(interface, "route", None, {"address": "0.0.0.0", "prefix": "0"})
-    return interface
+class _Link(NamedTuple):
+    """An interface's values, each a mark's value or None."""
+
+    network: str | None  # None: the domain's own network
+    mac: _xml.Getter | None
+    ip: _xml.Getter | None
+    gateway: _xml.Getter | None
 
 
-def _interface(
-    devices: Element,
-    network: str,
-    mac: str | None,
-    ip: str | None,
-    gateway: str | None = None,
+def _interface(devices: Element, link: _Link, marks: _xml.Marks) -> None:
+    interface = sub(devices, "interface", None, {"type": "network"})
+    if link.mac is not None:
+        marks.attr(sub(interface, "mac"), "address", link.mac)
+    source = sub(interface, "source")
+    if link.network is None:
+        marks.attr(source, "network", own_network)
+    else:
+        _xml.set_attr(source, "network", link.network)
+    if link.ip is not None:
+        ip = sub(interface, "ip", None, {"prefix": _PREFIX})
+        marks.attr(ip, "address", link.ip)
+    if link.gateway is not None:
+        route = sub(interface, "route", None, _DEFAULT_ROUTE)
+        marks.attr(route, "gateway", link.gateway)
+
+
+def _interfaces(
+    devices: Element, spec: DomainSpec, marks: _xml.Marks
 ) -> None:
-    shape = (network, bool(mac), bool(ip), bool(gateway))
-    interface = _PARTS.copy(("nic", *shape), lambda: _nic(*shape))
-    # <interface>: [mac,] source, [ip,] [route]
-    position = 0
-    if mac:
-        _xml.set_attr(interface[position], "address", mac)
-        position += 1
-    position += 1
-    if ip:
-        _xml.set_attr(interface[position], "address", ip)
-        position += 1
-    if gateway:
-        _xml.set_attr(interface[position], "gateway", gateway)
-    devices.append(interface)
-
-
-def _interfaces(devices: Element, spec: DomainSpec) -> None:
     net = spec.net
     if net is not None:
-        _interface(
-            devices, network_name(net.netvm), net.mac, net.ip, net.gateway
+        link = _Link(
+            network_name(net.netvm),
+            _xml.net_mac if net.mac else None,
+            _xml.net_ip if net.ip else None,
+            _xml.net_gateway if net.gateway else None,
         )
+        _interface(devices, link, marks)
     if spec.provides_network:
-        _interface(devices, network_name(spec.name), None, spec.ip)
+        own_ip = _xml.spec_ip if spec.ip else None
+        _interface(devices, _Link(None, None, own_ip, None), marks)
 
 
-def _console() -> Element:
-    console = _xml.element("console", None, {"type": "pty"})
+def _console(devices: Element) -> None:
+    console = sub(devices, "console", None, {"type": "pty"})
     sub(console, "target", None, {"type": "lxc", "port": "0"})
-    return console
+
+
+def _tree(spec: DomainSpec, marks: _xml.Marks) -> Element:
+    domain = lxml.etree.Element("domain", {"type": "lxc"})
+    _xml.identity(domain, marks)
+    _memory(domain, spec)
+    _xml.vcpus(domain, spec)
+    _os(domain, spec, marks)
+    _features(domain)
+    _idmap(domain, spec, marks)
+    _xml.lifecycle(domain)
+    devices = sub(domain, "devices")
+    _filesystems(devices, spec, marks)
+    _interfaces(devices, spec, marks)
+    _console(devices)
+    return domain
 
 
 def build(spec: DomainSpec) -> str:
@@ -235,16 +235,6 @@ def build(spec: DomainSpec) -> str:
     :raises QubesUnsupportedError: no root volume, an extra volume, a
         qid too large for a uid range
     """
-    domain = lxml.etree.Element("domain", {"type": "lxc"})
-    _xml.identity(domain, spec)
-    _memory(domain, spec)
-    _xml.vcpus(domain, spec)
-    _os_of(domain, spec)
-    domain.append(_PARTS.copy(("features",), _features))
-    _idmap(domain, spec)
-    _xml.lifecycle(domain)
-    devices = sub(domain, "devices")
-    _filesystems(devices, spec)
-    _interfaces(devices, spec)
-    devices.append(_PARTS.copy(("console",), _console))
-    return _xml.serialize(domain)
+    return _SKELETONS.xml(
+        _xml.shape(spec), spec, functools.partial(_tree, spec)
+    )

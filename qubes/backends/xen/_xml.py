@@ -9,6 +9,8 @@ kernel's modules; the network is a vif whose backend is the netvm.
 
 from __future__ import annotations
 
+import functools
+
 import lxml.etree
 from lxml.etree import _Element as Element
 
@@ -30,9 +32,7 @@ _OS_TYPE = {
     "pvh": ("xenpvh", "xenpvh"),
     "hvm": ("xenfv", "hvm"),
 }
-_PARTS = _xml.Parts()
-# Where the per-domain values sit in the parts built below.
-_MAC, _IP = 0, 1  # <interface>: mac, ip, backenddomain, script
+_SKELETONS = _xml.Skeletons()
 
 
 def _fixed_memory(spec: DomainSpec) -> bool:
@@ -52,33 +52,31 @@ def _memory(domain: Element, spec: DomainSpec) -> None:
     sub(domain, "currentMemory", str(spec.memory), {"unit": "MiB"})
 
 
-def _os(spec: DomainSpec) -> Element:
+def _os(domain: Element, spec: DomainSpec) -> None:
     machine, os_type = _OS_TYPE[spec.virt_mode]
-    os_element = _xml.element("os")
+    os_element = sub(domain, "os")
     sub(os_element, "type", os_type, {"arch": "x86_64", "machine": machine})
     if spec.virt_mode == "hvm":
         firmware = "pflash" if spec.flag("uefi") else "rom"
         sub(os_element, "loader", HVMLOADER, {"type": firmware})
     if not _xml.kernel_boot(os_element, spec):
-        return os_element
+        return
     cmdline = KERNEL_CMDLINE
     if spec.kernelopts:
         cmdline += " " + spec.kernelopts
     sub(os_element, "cmdline", cmdline)
-    return os_element
 
 
-def _features(virt_mode: str, pci: bool) -> Element:
-    features = _xml.element("features")
-    if virt_mode != "pv":
+def _features(domain: Element, spec: DomainSpec) -> None:
+    features = sub(domain, "features")
+    if spec.virt_mode != "pv":
         for name in ("pae", "acpi", "apic"):
             sub(features, name)
-    elif pci:
+    elif spec.pci:
         # A PV domain with PCI devices needs the host's memory map to
         # place the devices' memory holes where the hardware has them.
         xen = sub(features, "xen")
         sub(xen, "e820_host", None, {"state": "on"})
-    return features
 
 
 def _driver(fmt: str, block: bool) -> dict[str, str]:
@@ -87,38 +85,39 @@ def _driver(fmt: str, block: bool) -> dict[str, str]:
     return {"name": "qemu", "type": fmt}
 
 
-def _disks(devices: Element, spec: DomainSpec) -> None:
-    _xml.image_disks(devices, spec, "Xen", ("xvd", "xen"), _driver, _PARTS)
-
-
-def _vif(netvm: str, with_ip: bool) -> Element:
-    interface = _xml.element("interface", None, {"type": "ethernet"})
-    sub(interface, "mac")
-    if with_ip:
-        sub(interface, "ip")
-    sub(interface, "backenddomain", None, {"name": netvm})
-    sub(interface, "script", None, {"path": "vif-route-qubes"})
-    return interface
-
-
-def _interface(devices: Element, spec: DomainSpec) -> None:
+def _interface(devices: Element, spec: DomainSpec, marks: _xml.Marks) -> None:
     net = spec.net
     if net is None:
         return
-    with_ip = bool(net.ip)
-    interface = _PARTS.copy(
-        ("vif", net.netvm, with_ip), lambda: _vif(net.netvm, with_ip)
-    )
-    _xml.set_attr(interface[_MAC], "address", net.mac)
+    interface = sub(devices, "interface", None, {"type": "ethernet"})
+    marks.attr(sub(interface, "mac"), "address", _xml.net_mac)
     if net.ip:
-        _xml.set_attr(interface[_IP], "address", net.ip)
-    devices.append(interface)
+        marks.attr(sub(interface, "ip"), "address", _xml.net_ip)
+    sub(interface, "backenddomain", None, {"name": net.netvm})
+    sub(interface, "script", None, {"path": "vif-route-qubes"})
 
 
-def _console() -> Element:
-    console = _xml.element("console", None, {"type": "pty"})
+def _console(devices: Element) -> None:
+    console = sub(devices, "console", None, {"type": "pty"})
     sub(console, "target", None, {"type": "xen", "port": "0"})
-    return console
+
+
+def _tree(spec: DomainSpec, marks: _xml.Marks) -> Element:
+    domain = lxml.etree.Element("domain", {"type": "xen"})
+    _xml.identity(domain, marks)
+    _memory(domain, spec)
+    _xml.vcpus(domain, spec)
+    _os(domain, spec)
+    _features(domain, spec)
+    _xml.clock(domain)
+    _xml.lifecycle(domain)
+    devices = sub(domain, "devices")
+    disk_kind = ("xvd", "xen")
+    _xml.image_disks(devices, spec, "Xen", disk_kind, _driver, marks)
+    _interface(devices, spec, marks)
+    _xml.hostdevs(devices, spec)
+    _console(devices)
+    return domain
 
 
 def build(spec: DomainSpec) -> str:
@@ -127,30 +126,6 @@ def build(spec: DomainSpec) -> str:
     :raises QubesUnsupportedError: PV or PVH without a kernel, a folder
         volume
     """
-    domain = lxml.etree.Element("domain", {"type": "xen"})
-    _xml.identity(domain, spec)
-    _memory(domain, spec)
-    _xml.vcpus(domain, spec)
-    os_key = (
-        "os",
-        spec.virt_mode,
-        spec.kernel,
-        spec.kernelopts,
-        spec.flag("uefi"),
+    return _SKELETONS.xml(
+        _xml.shape(spec), spec, functools.partial(_tree, spec)
     )
-    domain.append(_PARTS.copy(os_key, lambda: _os(spec)))
-    pci = bool(spec.pci)
-    domain.append(
-        _PARTS.copy(
-            ("features", spec.virt_mode, pci),
-            lambda: _features(spec.virt_mode, pci),
-        )
-    )
-    _xml.clock(domain)
-    _xml.lifecycle(domain)
-    devices = sub(domain, "devices")
-    _disks(devices, spec)
-    _interface(devices, spec)
-    _xml.hostdevs(devices, spec)
-    devices.append(_PARTS.copy(("console",), _console))
-    return _xml.serialize(domain)
