@@ -237,10 +237,19 @@ class Property:
     def __get__(self, holder: Any, owner: type | None = None) -> Any:
         if holder is None:
             return self
-        try:
-            return holder._property_values[self.__name__]
-        except KeyError:
-            return self.get_default(holder)
+        # Not try/except KeyError: most reads of a domain are of defaults,
+        # and raising costs more than the lookup.
+        name = self.__name__
+        value = holder._property_values.get(name, _NO_DEFAULT)
+        if value is not _NO_DEFAULT:
+            return value
+        # The computed default of this generation, if there is one yet.
+        memo = holder._default_memo
+        if memo is not None and memo[0] == generation.current():
+            value = memo[1].get(name, _NO_DEFAULT)
+            if value is not _NO_DEFAULT:
+                return value
+        return self.get_default(holder)
 
     def coerce(self, holder: Any, value: Any) -> Any:
         """Apply ``type`` then ``setter``; errors name the property.

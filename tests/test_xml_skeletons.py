@@ -142,3 +142,28 @@ def test_skeletons_start_over_when_full():
     assert len(made) == 3
     assert skeletons.xml(("shape", 2), _appvm(9), tree).count("app-9") == 1
     assert len(made) == 3
+
+
+def test_every_field_but_the_own_ones_is_in_the_shape():
+    # A field added to the spec but not to the shape would let one
+    # domain's skeleton serve another whose XML differs.
+    spec = _appvm(3)
+    other = {
+        "klass": "TemplateVM",
+        "memory": 401,
+        "maxmem": 4001,
+        "vcpus": 3,
+        "virt_mode": "hvm",
+        "kernel": None,
+        "kernelopts": "quiet",
+        "disks": spec.disks[:2],
+        "net": None,
+        "provides_network": True,
+        "pci": ((0, 20, 0),),
+        "features": (("uefi", "1"),),
+        "debug": True,
+    }
+    assert set(other) | _xml.OWN_FIELDS == set(DomainSpec._fields)
+    for field, value in other.items():
+        changed = spec._replace(**{field: value})
+        assert _xml.shape(changed) != _xml.shape(spec), field

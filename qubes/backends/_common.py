@@ -119,16 +119,17 @@ class BackendBase:
 
         The XML of an unchanged domain is built once and reused.
         """
-        xml = self._xml_cache.get_unchanged(vm.uuid)
+        key = vm.uuid
+        xml = self._xml_cache.get_unchanged(key)
         if xml is not None:
             return xml
         try:
             spec = domain_spec(vm)
-            xml = self._xml_cache.get(vm.uuid, spec)
+            xml = self._xml_cache.get(key, spec)
             if xml is None:
                 self.check_spec(spec)
                 xml = self.build_xml(spec)
-                self._xml_cache.put(vm.uuid, spec, xml)
+                self._xml_cache.put(key, spec, xml)
         except exc.QubesException as err:
             err.locate(domain=vm.name)
             raise

@@ -121,23 +121,36 @@ def _path_of(target: Element) -> tuple[int, ...]:
     return tuple(reversed(path))
 
 
+#: the fields of a spec that every domain has its own of: left out of
+#: :func:`shape`, and marked by the builders where the XML holds them
+OWN_FIELDS = frozenset(("name", "uuid", "qid", "mac", "ip"))
+
+
 def shape(spec: DomainSpec) -> tuple[Any, ...]:
     """What the structure of *spec*'s XML may depend on: the spec
-    without the values that every domain has its own of, which are left
-    to :class:`Marks` (name, uuid, qid, addresses, the disks' files).
+    without :data:`OWN_FIELDS`, with the disks without their files and
+    the net without its addresses; those are left to :class:`Marks`.
+    Of an address, only whether there is one counts.
     """
-    net = spec.net
     return (
-        spec._replace(
-            name="", uuid="", qid=0, mac=None, ip=None, disks=(), net=None
-        ),
+        spec.klass,
+        spec.memory,
+        spec.maxmem,
+        spec.vcpus,
+        spec.virt_mode,
+        spec.kernel,
+        spec.kernelopts,
         tuple(
             (disk.name, disk.format, disk.rw, disk.path.startswith("/dev/"))
             for disk in spec.disks
         ),
-        _net_shape(net),
+        _net_shape(spec.net),
+        spec.provides_network,
         bool(spec.mac),
         bool(spec.ip),
+        spec.pci,
+        spec.features,
+        spec.debug,
     )
 
 
@@ -195,14 +208,17 @@ class Skeletons:
             self._trees[key] = entry
         root, slots = entry
         with self._lock:
-            for slot in slots:
+            for path, attr, value in slots:
                 target = root
-                for index in slot.path:
+                for index in path:
                     target = target[index]
-                if slot.attr is None:
-                    set_text(target, slot.value(spec))
-                else:
-                    set_attr(target, slot.attr, slot.value(spec))
+                try:
+                    if attr is None:
+                        target.text = value(spec)
+                    else:
+                        target.set(attr, value(spec))
+                except ValueError as err:
+                    raise _refuse(target.tag, err) from err
             return serialize(root)
 
 
@@ -409,7 +425,6 @@ def image_disks(
 def serialize(root: Element) -> str:
     """The XML text of *root*."""
     return str(lxml.etree.tostring(root, encoding="unicode"))
-
 
 
 class XMLCache:

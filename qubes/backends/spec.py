@@ -125,42 +125,36 @@ class DomainSpec(NamedTuple):
         return None
 
 
-def _disks(vm: Any) -> tuple[DiskSpec, ...]:
-    volumes = dict(vm.volumes)
-    # The kernel disk is the current kernel's; without a kernel of the
-    # pool (kernel ''), the domain boots its own and gets none.
-    kernel = vm.storage.kernel_volume()
-    if kernel is None or not kernel.attached:
-        volumes.pop("kernel", None)
-    else:
-        volumes["kernel"] = kernel
-    names = [n for n in VOLUME_ORDER if n in volumes]
-    names.extend(sorted(n for n in volumes if n not in VOLUME_ORDER))
+def _disks(volumes: dict[str, Any], kernel: Any) -> tuple[DiskSpec, ...]:
+    # The kernel disk is the current kernel's (*kernel*, None for none).
     disks = []
-    for name in names:
+    for name in VOLUME_ORDER:
+        volume = kernel if name == "kernel" else volumes.get(name)
+        if volume is not None:
+            disks.append(DiskSpec(name, volume.path, volume.format, volume.rw))
+    for name in sorted(n for n in volumes if n not in VOLUME_ORDER):
         volume = volumes[name]
         disks.append(DiskSpec(name, volume.path, volume.format, volume.rw))
     return tuple(disks)
 
 
-def _kernel(vm: Any) -> KernelSpec | None:
-    if vm.kernel is None:
+def _kernel(vm: Any, kernel: str | None, volume: Any) -> KernelSpec | None:
+    if kernel is None:
         return None
-    volume = vm.storage.kernel_volume()
     if volume is None or not hasattr(volume, "vmlinuz"):
         raise exc.QubesStorageError(
-            f"kernel {vm.kernel!r} is set, but the domain has no kernel "
+            f"kernel {kernel!r} is set, but the domain has no kernel "
             "volume from a linux-kernel pool",
             domain=vm.name,
         )
-    return KernelSpec(vm.kernel, volume.vmlinuz, volume.initramfs)
+    return KernelSpec(kernel, volume.vmlinuz, volume.initramfs)
 
 
-def _net(vm: Any) -> NetSpec | None:
+def _net(vm: Any, ip: str | None) -> NetSpec | None:
     netvm = getattr(vm, "netvm", None)
     if netvm is None:
         return None
-    return NetSpec(netvm.name, netvm.qid, vm.mac, vm.visible_ip, netvm.gateway)
+    return NetSpec(netvm.name, netvm.qid, vm.mac, ip, netvm.gateway)
 
 
 def _pci(vm: Any) -> tuple[PCISpec, ...]:
@@ -180,10 +174,16 @@ def _features(vm: Any) -> tuple[tuple[str, str], ...]:
 
 
 def domain_spec(vm: Any) -> DomainSpec:
-    """Read *vm* into a :class:`DomainSpec`.
+    """Read *vm* into a :class:`DomainSpec`, each property once.
 
     :raises QubesException: a property or volume cannot be read
     """
+    kernel = vm.kernel
+    kernel_volume = vm.storage.kernel_volume()
+    # Without a kernel of the pool (kernel ''), the domain boots its own
+    # and gets no kernel disk.
+    attached = kernel_volume is not None and kernel_volume.attached
+    ip = getattr(vm, "visible_ip", None)
     return DomainSpec(
         name=vm.name,
         uuid=str(vm.uuid),
@@ -193,13 +193,13 @@ def domain_spec(vm: Any) -> DomainSpec:
         maxmem=vm.maxmem,
         vcpus=vm.vcpus,
         virt_mode=vm.virt_mode,
-        kernel=_kernel(vm),
+        kernel=_kernel(vm, kernel, kernel_volume),
         kernelopts=vm.kernelopts,
-        disks=_disks(vm),
-        net=_net(vm),
+        disks=_disks(vm.volumes, kernel_volume if attached else None),
+        net=_net(vm, ip),
         provides_network=bool(getattr(vm, "provides_network", False)),
         mac=getattr(vm, "mac", None),
-        ip=getattr(vm, "visible_ip", None),
+        ip=ip,
         pci=_pci(vm),
         features=_features(vm),
         debug=vm.debug,

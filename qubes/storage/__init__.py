@@ -47,6 +47,7 @@ __all__ = [
     "Volume",
     "Storage",
     "make_pool",
+    "join",
     "PERSISTENT",
     "SNAPSHOT",
     "VOLATILE",
@@ -66,17 +67,27 @@ VOLATILE = "volatile"
 READ_ONLY = "read-only"
 
 _FLAGS = {"True": True, "False": False}
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
+#: printable, at least one character, no leading slash (see below)
+_RELATIVE = re.compile("[^/\x00-\x1f\x7f][^\x00-\x1f\x7f]*")
+_ABSOLUTE = re.compile("/[^\x00-\x1f\x7f]*")
 
 
 def _is_clean_path(path: str, absolute: bool) -> bool:
     # Paths go into domain XML and to file operations: printable, no
     # climbing out of the pool.
-    if not path or _CONTROL.search(path):
+    pattern = _ABSOLUTE if absolute else _RELATIVE
+    if pattern.fullmatch(path) is None:
         return False
-    if path.startswith("/") != absolute:
-        return False
-    return ".." not in path.split("/")
+    return "/../" not in f"/{path}/"
+
+
+def join(folder: str, name: str) -> str:
+    """*name*, a clean relative path, under *folder*: as
+    :func:`os.path.join` gives it, in a fraction of its time (it runs
+    for every volume of every domain)."""
+    if folder.endswith("/"):
+        return folder + name
+    return f"{folder}/{name}"
 
 
 def _flag(config: dict[str, str], name: str) -> bool:

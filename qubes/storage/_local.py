@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from qubes.storage import Pool, Volume
+from qubes.storage import Pool, Volume, join
 
 __all__ = ["LocalPool", "LocalVolume"]
 
@@ -64,4 +64,4 @@ class LocalPool(Pool):
 
     def location(self, vid: str) -> str:
         """The file or folder of the volume with id *vid*."""
-        return os.path.join(self.dir_path, vid + self.suffix)
+        return join(self.dir_path, vid + self.suffix)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from qubes import exc
-from qubes.storage import Pool, Volume
+from qubes.storage import Pool, Volume, join
 
 __all__ = ["LinuxKernelPool", "KernelVolume"]
 
@@ -28,10 +28,10 @@ class KernelVolume(Volume):
 
     def __init__(self, pool: Pool, config: dict[str, str]) -> None:
         super().__init__(pool, config)
-        self.kernel_dir = os.path.join(self.pool.dir_path, self.vid)
-        self.vmlinuz = os.path.join(self.kernel_dir, "vmlinuz")
-        self.initramfs = os.path.join(self.kernel_dir, "initramfs")
-        self.modules = os.path.join(self.kernel_dir, "modules.img")
+        self.kernel_dir = folder = join(self.pool.dir_path, self.vid)
+        self.vmlinuz = join(folder, "vmlinuz")
+        self.initramfs = join(folder, "initramfs")
+        self.modules = join(folder, "modules.img")
 
     @property
     def path(self) -> str:
@@ -44,8 +44,11 @@ class KernelVolume(Volume):
         the kernel is installed here without one (its modules built in,
         or in its initramfs). A kernel that is not installed here (the
         simulated host's) is described as Qubes ships it, with one."""
-        installed = os.path.isdir(self.kernel_dir)
-        return not installed or os.path.isfile(self.modules)
+        # One access() where the modules are there: it runs for each
+        # domain's XML, and a path lookup is the dearest part of that.
+        if os.access(self.modules, os.F_OK):
+            return True
+        return not os.path.isdir(self.kernel_dir)
 
     def exists(self) -> bool:
         """Whether the kernel is installed."""

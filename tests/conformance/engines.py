@@ -484,9 +484,7 @@ def prefix_for(engine: Engine) -> str:
 def ready_boot(text: str, name: str) -> int:
     """The highest boot count that *name*'s init reported ready in
     *text* (after its rc.local ran), or 0."""
-    found = re.findall(
-        rf"QUBES-READY name={re.escape(name)} boot=(\d+)", text
-    )
+    found = re.findall(rf"QUBES-READY name={re.escape(name)} boot=(\d+)", text)
     return max((int(n) for n in found), default=0)
 
 

@@ -208,6 +208,4 @@ def build(
     :raises QubesUnsupportedError: PVH without a kernel, a folder volume
     """
     key = (_xml.shape(spec), domain_type, uplink, log_dir)
-    return _SKELETONS.xml(
-        key, spec, _tree(spec, domain_type, uplink, log_dir)
-    )
+    return _SKELETONS.xml(key, spec, _tree(spec, domain_type, uplink, log_dir))

@@ -139,9 +139,7 @@ def _filesystem(devices: Element, disk: DiskSpec) -> Element:
     return element
 
 
-def _filesystems(
-    devices: Element, spec: DomainSpec, marks: _xml.Marks
-) -> None:
+def _filesystems(devices: Element, spec: DomainSpec, marks: _xml.Marks) -> None:
     for position, disk in enumerate(spec.disks):
         mount = _MOUNTS.get(disk.name)
         if mount is None:
@@ -191,9 +189,7 @@ def _interface(devices: Element, link: _Link, marks: _xml.Marks) -> None:
         marks.attr(route, "gateway", link.gateway)
 
 
-def _interfaces(
-    devices: Element, spec: DomainSpec, marks: _xml.Marks
-) -> None:
+def _interfaces(devices: Element, spec: DomainSpec, marks: _xml.Marks) -> None:
     net = spec.net
     if net is not None:
         link = _Link(
