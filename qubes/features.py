@@ -135,6 +135,25 @@ class Features(MutableMapping[str, str]):
             )
         return default
 
+    def many_with_template(
+        self, names: tuple[str, ...]
+    ) -> tuple[tuple[str, str], ...]:
+        """``(name, value)`` of each of *names* set here or on the
+        template chain (as :meth:`check_with_template` finds it), in the
+        order of *names*; the chain is walked once."""
+        chain = []
+        subject = self.subject
+        while subject is not None:
+            chain.append(subject.features._data)
+            subject = getattr(subject, "template", None)
+        found = []
+        for name in names:
+            for data in chain:
+                if name in data:
+                    found.append((name, data[name]))
+                    break
+        return tuple(found)
+
     def load(self, element: lxml.etree._Element) -> None:
         """Load ``<feature name="...">value</feature>`` children.
 

@@ -587,6 +587,19 @@ def test_check_with_template_default_and_error(app):
         features.check_with_template("nope")
 
 
+def test_many_with_template_finds_as_check_with_template_does(app):
+    vm = new_dispvm(app, 30)
+    vm.features["os"] = "Windows"
+    names = ("qrexec", "os", "nope", "gui")
+    expected = tuple(
+        (name, vm.features.check_with_template(name))
+        for name in names
+        if vm.features.check_with_template(name, None) is not None
+    )
+    assert vm.features.many_with_template(names) == expected
+    assert ("os", "Windows") in expected and ("qrexec", "1") in expected
+
+
 def test_feature_set_and_delete_fire_events(app):
     work = app.domains["work"]
     seen = []

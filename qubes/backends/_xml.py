@@ -73,12 +73,13 @@ Getter = Callable[[DomainSpec], str]
 class Slot(NamedTuple):
     """Where a skeleton holds one of each domain's own values.
 
-    :param path: the child indices from the root to the element
+    :param target: the element, in the skeleton (which is filled in
+        place, so the element itself is kept)
     :param attr: the attribute, or None for the element's text
     :param value: the value, from the domain's spec
     """
 
-    path: tuple[int, ...]
+    target: Element
     attr: str | None
     value: Getter
 
@@ -92,33 +93,17 @@ class Marks:
     """
 
     def __init__(self) -> None:
-        self._marked: list[tuple[Element, str | None, Getter]] = []
+        self.slots: list[Slot] = []
 
     def text(self, target: Element, value: Getter) -> Element:
         """Mark *target*'s text as ``value(spec)``."""
-        self._marked.append((target, None, value))
+        self.slots.append(Slot(target, None, value))
         return target
 
     def attr(self, target: Element, name: str, value: Getter) -> Element:
         """Mark *target*'s attribute *name* as ``value(spec)``."""
-        self._marked.append((target, name, value))
+        self.slots.append(Slot(target, name, value))
         return target
-
-    def slots(self) -> tuple[Slot, ...]:
-        """The marks as paths, once the tree is complete."""
-        return tuple(
-            Slot(_path_of(target), attr, value)
-            for target, attr, value in self._marked
-        )
-
-
-def _path_of(target: Element) -> tuple[int, ...]:
-    path = []
-    parent = target.getparent()
-    while parent is not None:
-        path.append(parent.index(target))
-        target, parent = parent, parent.getparent()
-    return tuple(reversed(path))
 
 
 #: the fields of a spec that every domain has its own of: left out of
@@ -202,16 +187,13 @@ class Skeletons:
         if entry is None:
             marks = Marks()
             root = build(marks)
-            entry = (root, marks.slots())
+            entry = (root, tuple(marks.slots))
             if len(self._trees) >= self.size:
                 self._trees.clear()
             self._trees[key] = entry
         root, slots = entry
         with self._lock:
-            for path, attr, value in slots:
-                target = root
-                for index in path:
-                    target = target[index]
+            for target, attr, value in slots:
                 try:
                     if attr is None:
                         target.text = value(spec)

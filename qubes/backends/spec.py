@@ -164,15 +164,6 @@ def _pci(vm: Any) -> tuple[PCISpec, ...]:
     )
 
 
-def _features(vm: Any) -> tuple[tuple[str, str], ...]:
-    found = []
-    for name in XML_FEATURES:
-        value = vm.features.check_with_template(name, None)
-        if value is not None:
-            found.append((name, value))
-    return tuple(found)
-
-
 def domain_spec(vm: Any) -> DomainSpec:
     """Read *vm* into a :class:`DomainSpec`, each property once.
 
@@ -201,6 +192,6 @@ def domain_spec(vm: Any) -> DomainSpec:
         mac=getattr(vm, "mac", None),
         ip=ip,
         pci=_pci(vm),
-        features=_features(vm),
+        features=vm.features.many_with_template(XML_FEATURES),
         debug=vm.debug,
     )
