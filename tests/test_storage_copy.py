@@ -52,7 +52,7 @@ def test_copy_replaces_a_larger_target(image, tmp_path):
 def test_copy_without_shared_blocks_copies_the_data_runs(
     image, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(_copy, "_clone", lambda source, target: False)
+    monkeypatch.setattr(_copy, "_clone", lambda source, target, device: False)
     target = tmp_path / "copy.img"
     _files.copy_file(str(image), str(target))
     _check_copy(image, target)
@@ -62,7 +62,7 @@ def test_copy_falls_back_to_reads_and_writes(image, tmp_path, monkeypatch):
     def cross_device(*args):
         raise OSError(errno.EXDEV, "Invalid cross-device link")
 
-    monkeypatch.setattr(_copy, "_clone", lambda source, target: False)
+    monkeypatch.setattr(_copy, "_clone", lambda source, target, device: False)
     monkeypatch.setattr(_copy.os, "copy_file_range", cross_device)
     target = tmp_path / "copy.img"
     _files.copy_file(str(image), str(target))
@@ -75,3 +75,30 @@ def test_copy_of_a_missing_image_is_a_storage_error(tmp_path):
         _files.copy_file(str(tmp_path / "missing.img"), str(target))
     assert str(target) in str(info.value)
     assert not target.exists()
+
+
+def test_a_filesystem_without_shared_blocks_is_not_asked_twice(
+    tmp_path, monkeypatch
+):
+    asked = []
+
+    def ioctl(fd, request, arg):
+        asked.append(request)
+        raise OSError(errno.EOPNOTSUPP, "not here")
+
+    monkeypatch.setattr(_copy, "_NO_CLONE", set())
+    monkeypatch.setattr(_copy.fcntl, "ioctl", ioctl)
+    source = tmp_path / "a.img"
+    source.write_bytes(b"data")
+    for name in ("b.img", "c.img"):
+        _copy.copy_image(str(source), str(tmp_path / name))
+        assert (tmp_path / name).read_bytes() == b"data"
+    assert len(asked) == 1
+
+
+def test_a_missing_folder_is_made_for_the_copy(tmp_path):
+    source = tmp_path / "a.img"
+    source.write_bytes(b"data")
+    target = tmp_path / "new" / "deeper" / "b.img"
+    _copy.copy_image(str(source), str(target))
+    assert target.read_bytes() == b"data"

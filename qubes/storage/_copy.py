@@ -11,7 +11,7 @@ import errno
 import fcntl
 import os
 
-__all__ = ["copy_image"]
+__all__ = ["copy_image", "open_new"]
 
 #: ``FICLONE`` from ``linux/fs.h``: share all of a file's blocks.
 _FICLONE = 0x40049409
@@ -28,15 +28,37 @@ _NOT_HERE = {
 
 _CHUNK = 1 << 20
 
+#: Filesystems (``st_dev``) found not to share blocks: not asked again.
+#: Should another filesystem later get the same number, its copies are
+#: sparse copies instead of shared blocks: slower, the same data.
+_NO_CLONE: set[int] = set()
 
-def _clone(source: int, target: int) -> bool:
+
+def _clone(source: int, target: int, device: int) -> bool:
+    if device in _NO_CLONE:
+        return False
     try:
         fcntl.ioctl(target, _FICLONE, source)
     except OSError as err:
         if err.errno in _NOT_HERE:
+            _NO_CLONE.add(device)
             return False
         raise
     return True
+
+
+def open_new(path: str, mode: int) -> int:
+    """Open *path* for writing, created or emptied, its folder made if
+    missing (looked for only then: a start makes several files).
+
+    :raises OSError: as the system calls raise it
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, mode)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return os.open(path, flags, mode)
 
 
 def _data_runs(fd: int, size: int) -> list[tuple[int, int]]:
@@ -76,15 +98,14 @@ def copy_image(source: str, target: str) -> None:
 
     :raises OSError: as the system calls raise it
     """
-    src = os.open(source, os.O_RDONLY)
+    src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
     try:
         stat = os.fstat(src)
-        dst = os.open(
-            target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.st_mode & 0o777
-        )
+        dst = open_new(target, stat.st_mode & 0o777)
         try:
+            # The mode of the source, whatever the umask.
             os.fchmod(dst, stat.st_mode & 0o777)
-            if not _clone(src, dst):
+            if not _clone(src, dst, stat.st_dev):
                 for start, end in _data_runs(src, stat.st_size):
                     _copy_range(src, dst, start, end)
                 os.ftruncate(dst, stat.st_size)

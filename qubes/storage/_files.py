@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 from qubes import exc
-from qubes.storage._copy import copy_image
+from qubes.storage._copy import copy_image, open_new
 
 __all__ = [
     "storage_errors",
@@ -102,17 +102,26 @@ def unmount(target: str) -> None:
 def sparse_file(path: str, size: int) -> None:
     """A new, empty (sparse) file of *size* bytes, replacing any."""
     with storage_errors("create", path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as file:
-            file.truncate(size)
+        fd = open_new(path, 0o666)
+        try:
+            os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
 
 
-def copy_file(source: str, target: str) -> None:
+def copy_file(source: str, target: str, missing_ok: bool = False) -> None:
     """Copy an image, sharing blocks where the filesystem can and
-    keeping holes, replacing *target*."""
+    keeping holes, replacing *target*.
+
+    :param missing_ok: a missing *source* is nothing to copy
+    """
     with storage_errors("copy to", target):
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        copy_image(source, target)
+        try:
+            copy_image(source, target)
+        except FileNotFoundError:
+            if missing_ok and not os.path.exists(source):
+                return
+            raise
 
 
 def copy_tree(source: str, target: str) -> None:
@@ -136,10 +145,14 @@ def copy_tree(source: str, target: str) -> None:
 def remove(path: str) -> None:
     """Remove a file or a folder tree; nothing if it is not there."""
     with storage_errors("remove", path):
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
+        # unlink() first: most volumes are files, and a folder (or
+        # nothing) is told by its error.
+        try:
             os.unlink(path)
+        except FileNotFoundError:
+            return
+        except IsADirectoryError:
+            shutil.rmtree(path)
 
 
 def revision_path(path: str) -> str:

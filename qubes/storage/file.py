@@ -10,8 +10,6 @@ and removed at stop. A revision is a copy taken at start, kept as
 
 from __future__ import annotations
 
-import os
-
 from qubes.storage import _files as files
 from qubes.storage._local import LocalPool, LocalVolume
 
@@ -39,8 +37,8 @@ class FileVolume(LocalVolume):
     def keep_revision(self) -> None:
         """Copy the image as a revision; drop the oldest beyond the
         number to keep."""
-        if os.path.isfile(self._path):
-            files.copy_file(self._path, files.revision_path(self._path))
+        revision = files.revision_path(self._path)
+        files.copy_file(self._path, revision, missing_ok=True)
         files.prune(self._path, self.revisions_to_keep)
 
     def discard_revisions(self) -> None:
