@@ -29,7 +29,7 @@ from qubes.backends.lxc._xml import (
     idmap_target,
     uses_userns,
 )
-from qubes.backends.spec import DomainSpec
+from qubes.backends.spec import DiskSpec, DomainSpec
 from qubes.storage import _files as files
 
 __all__ = ["prepare", "prepare_domain", "shifted"]
@@ -56,8 +56,23 @@ def _shift_tree(top: str, target: int) -> None:
     _shift(top, target)
 
 
+def _folders(spec: DomainSpec) -> list[DiskSpec]:
+    """The folders to give the container of *spec*, if any."""
+    if not uses_userns(spec):
+        return []
+    return [
+        disk
+        for disk in spec.disks
+        if disk.format == "dir" and disk.rw and disk.name in _MOUNTED
+    ]
+
+
 async def prepare_domain(spec: DomainSpec, vm: Any) -> None:
-    """:func:`prepare` for a domain, off the event loop."""
+    """:func:`prepare` for a domain, off the event loop; without a
+    thread where there is nothing to do (image volumes, no user
+    namespace)."""
+    if not _folders(spec):
+        return
     snapshots = {name for name, v in vm.volumes.items() if v.snap_on_start}
     await asyncio.to_thread(prepare, spec, snapshots)
 
@@ -67,12 +82,11 @@ def prepare(spec: DomainSpec, snapshots: set[str]) -> None:
 
     :param snapshots: names of the volumes that are overlays
     """
-    if not uses_userns(spec):
+    folders = _folders(spec)
+    if not folders:
         return
     target = idmap_target(spec.qid)
-    for disk in spec.disks:
-        if disk.format != "dir" or not disk.rw or disk.name not in _MOUNTED:
-            continue
+    for disk in folders:
         with files.storage_errors("give the container", disk.path):
             if disk.name in snapshots:
                 _shift(disk.path, target)
