@@ -76,9 +76,10 @@ class LibvirtBackend(BackendBase):
             before_open=state_file.before_open if state_file else None,
         )
         #: domain handles by UUID, so that a state costs one call; each
-        #: with the connection it belongs to
+        #: with the connection it belongs to; None: undefined by this
+        #: backend (see :meth:`_left_undefined`)
         self._handles: dict[
-            uuid_module.UUID, tuple[Any, libvirt.virDomain]
+            uuid_module.UUID, tuple[Any, libvirt.virDomain | None]
         ] = {}
         self._definitions = Definitions()
         #: (connection, network name) known to run
@@ -158,7 +159,7 @@ class LibvirtBackend(BackendBase):
     def get_power_state(self, vm: Any) -> PowerState:
         """*vm*'s power state; Halted when the engine does not know it."""
         key = vm.uuid
-        if not self._has_state():
+        if not self._has_state() or self._left_undefined(key):
             return PowerState.HALTED
         for _ in range(2):
             dom = self._handle(key) or self.libvirt_domain(vm)
@@ -181,9 +182,22 @@ class LibvirtBackend(BackendBase):
         return entry[1]
 
     def _keep_handle(
-        self, key: uuid_module.UUID, dom: libvirt.virDomain
+        self, key: uuid_module.UUID, dom: libvirt.virDomain | None
     ) -> None:
         self._handles[key] = (self.connection.raw_or_none, dom)
+
+    def _left_undefined(self, key: uuid_module.UUID) -> bool:
+        """Whether this backend undefined domain *key* itself, on a
+        connection no one else uses (so it is still undefined, and
+        asking the engine would only raise "no such domain"). A caller
+        who defines it through the raw connection behind this
+        backend's back sees it reported halted until the next start."""
+        entry = self._handles.get(key)
+        return (
+            entry is not None
+            and entry[1] is None
+            and entry[0] is self.connection.raw_or_none
+        )
 
     def get_runtime_id(self, vm: Any) -> int | None:
         """The engine's id of the running *vm*, or None."""
@@ -326,6 +340,8 @@ class LibvirtBackend(BackendBase):
                 await self.connection.run("undefine", act, vm)
         except exc.QubesNoSuchDomainError:
             pass
+        if not self.shared_between_processes:
+            self._keep_handle(vm.uuid, None)
 
     def close(self) -> None:
         """Close the engine connection; it reopens on next use."""

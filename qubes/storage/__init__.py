@@ -233,6 +233,19 @@ class Volume:
         if self.role == PERSISTENT and not self.exists():
             self.make_empty()
 
+    @property
+    def start_needs_work(self) -> bool:
+        """Whether :meth:`start_now` has anything to do."""
+        role = self.role
+        if role == PERSISTENT:
+            return self.revisions_to_keep > 0
+        return role != READ_ONLY
+
+    @property
+    def stop_needs_work(self) -> bool:
+        """Whether :meth:`stop_now` has anything to do."""
+        return self.role in (SNAPSHOT, VOLATILE)
+
     def start_now(self) -> None:
         """Before the domain starts: a snapshot is taken, a volatile
         volume emptied, a persistent one's revision kept."""
@@ -436,13 +449,18 @@ class Storage:
 
     async def start(self) -> None:
         """Prepare every volume for a start; on failure, stop those
-        prepared."""
-        await self._run(self._each, self._in_use(), "start_now", "stop_now")
+        prepared. Volumes that need nothing are left out: with none
+        left, no worker thread is woken."""
+        volumes = [v for v in self._in_use() if v.start_needs_work]
+        if volumes:
+            await self._run(self._each, volumes, "start_now", "stop_now")
 
     async def stop(self) -> None:
         """Release every volume after a stop; every volume is tried, and
         the first failure is raised after."""
-        await self._run(self._stop_all, self._in_use())
+        volumes = [v for v in self._in_use() if v.stop_needs_work]
+        if volumes:
+            await self._run(self._stop_all, volumes)
 
     async def remove(self) -> None:
         """Remove every volume of a domain being removed."""

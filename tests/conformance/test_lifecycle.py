@@ -270,3 +270,29 @@ def test_a_definition_changed_outside_is_replaced_at_start(host):
     run(scenario())
     xml = lxml.etree.fromstring(vm.libvirt_domain.XMLDesc(0))
     assert xml.findtext("vcpu") == str(vm.vcpus)
+
+
+def test_a_domain_the_backend_undefined_is_halted_without_asking(host):
+    # On an engine no other process uses, the backend knows the domain
+    # it undefined is still undefined; elsewhere it asks the engine.
+    _libvirt_only(host)
+    vm = host.vm("work")
+    backend = host.backend
+    asked = []
+    original = backend.libvirt_domain
+
+    def counted(domain):
+        asked.append(domain.name)
+        return original(domain)
+
+    async def scenario():
+        await vm.start()
+        await vm.kill()
+        await backend.undefine(vm)
+        backend.libvirt_domain = counted
+        assert vm.get_power_state() == "Halted"
+        assert bool(asked) == backend.shared_between_processes
+        await vm.start()
+        assert vm.get_power_state() == "Running"
+
+    run(scenario())
