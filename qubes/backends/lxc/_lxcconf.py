@@ -16,6 +16,8 @@ LXC engine does apply them.
 
 from __future__ import annotations
 
+import re
+
 from qubes import exc
 from qubes.backends._base import bridge_name
 from qubes.backends.kvm._xml import network_name
@@ -34,6 +36,10 @@ MULTI_VALUED = frozenset(("lxc.idmap", "lxc.mount.entry", "lxc.environment"))
 
 Items = list[tuple[str, str]]
 
+# One search, not a loop in Python over the path's characters (which
+# was most of the time lxc_config takes).
+_BLANK = re.compile(r"\s")
+
 
 def _folder(disk: DiskSpec, spec: DomainSpec) -> str:
     if disk.format != "dir":
@@ -43,7 +49,7 @@ def _folder(disk: DiskSpec, spec: DomainSpec) -> str:
             domain=spec.name,
         )
     # A mount entry is split at blanks: a path with one cannot be said.
-    if any(c.isspace() for c in disk.path):
+    if _BLANK.search(disk.path):
         raise exc.QubesUnsupportedError(
             f"volume {disk.name!r}: liblxc cannot mount a path with "
             f"blanks ({disk.path!r})",
