@@ -177,21 +177,23 @@ class Skeletons:
         """Forget every skeleton."""
         self._trees.clear()
 
+    def _made(
+        self, key: Any, build: Builder
+    ) -> tuple[Element, tuple[Slot, ...]]:
+        marks = Marks()
+        entry = (build(marks), tuple(marks.slots))
+        if len(self._trees) >= self.size:
+            self._trees.clear()
+        self._trees[key] = entry
+        return entry
+
     def xml(self, key: Any, spec: DomainSpec, build: Builder) -> str:
         """The XML of *spec*, from the skeleton of *key*, which
         ``build(marks)`` makes the first time.
 
         :raises QubesException: what *build* or a value raises
         """
-        entry = self._trees.get(key)
-        if entry is None:
-            marks = Marks()
-            root = build(marks)
-            entry = (root, tuple(marks.slots))
-            if len(self._trees) >= self.size:
-                self._trees.clear()
-            self._trees[key] = entry
-        root, slots = entry
+        root, slots = self._trees.get(key) or self._made(key, build)
         with self._lock:
             for target, attr, value in slots:
                 try:
