@@ -224,7 +224,7 @@ class Property:
         # until the model changes (qubes.generation), so that reading a
         # domain's defaults, and its template's, costs one computation.
         memo = holder._default_memo
-        now = generation.current()
+        now = generation.value
         if memo is None or memo[0] != now:
             memo = holder._default_memo = (now, {})
         values = memo[1]
@@ -245,7 +245,7 @@ class Property:
             return value
         # The computed default of this generation, if there is one yet.
         memo = holder._default_memo
-        if memo is not None and memo[0] == generation.current():
+        if memo is not None and memo[0] == generation.value:
             value = memo[1].get(name, _NO_DEFAULT)
             if value is not _NO_DEFAULT:
                 return value

@@ -175,23 +175,25 @@ def domain_spec(vm: Any) -> DomainSpec:
     # and gets no kernel disk.
     attached = kernel_volume is not None and kernel_volume.attached
     ip = getattr(vm, "visible_ip", None)
+    # Positional: a thousand specs are made in a row (the order of the
+    # fields of DomainSpec).
     return DomainSpec(
-        name=vm.name,
-        uuid=str(vm.uuid),
-        qid=vm.qid,
-        klass=vm.klass,
-        memory=vm.memory,
-        maxmem=vm.maxmem,
-        vcpus=vm.vcpus,
-        virt_mode=vm.virt_mode,
-        kernel=_kernel(vm, kernel, kernel_volume),
-        kernelopts=vm.kernelopts,
-        disks=_disks(vm.volumes, kernel_volume if attached else None),
-        net=_net(vm, ip),
-        provides_network=bool(getattr(vm, "provides_network", False)),
-        mac=getattr(vm, "mac", None),
-        ip=ip,
-        pci=_pci(vm),
-        features=vm.features.many_with_template(XML_FEATURES),
-        debug=vm.debug,
+        vm.name,
+        str(vm.uuid),
+        vm.qid,
+        vm.klass,
+        vm.memory,
+        vm.maxmem,
+        vm.vcpus,
+        vm.virt_mode,
+        _kernel(vm, kernel, kernel_volume),
+        vm.kernelopts,
+        _disks(vm.volumes, kernel_volume if attached else None),
+        _net(vm, ip),
+        bool(getattr(vm, "provides_network", False)),
+        getattr(vm, "mac", None),
+        ip,
+        _pci(vm),
+        vm.features.many_with_template(XML_FEATURES),
+        vm.debug,
     )

@@ -117,26 +117,31 @@ class Volume:
     def __init__(self, pool: Pool, config: dict[str, str]) -> None:
         self.pool = pool
         self.config = config
+        get = config.get
         try:
             self.name = config["name"]
-            self.vid = config.get("vid", "")
+            self.vid = get("vid", "")
             self.rw = _flag(config, "rw")
             self.snap_on_start = _flag(config, "snap_on_start")
             self.save_on_stop = _flag(config, "save_on_stop")
             self.ephemeral = _flag(config, "ephemeral")
-            self.source = config.get("source") or None
-            self.size = int(config.get("size", "0"))
-            self.revisions_to_keep = int(config.get("revisions_to_keep", "0"))
+            self.source = get("source") or None
+            self.size = int(get("size", "0"))
+            self.revisions_to_keep = int(get("revisions_to_keep", "0"))
         except (KeyError, ValueError) as err:
             raise exc.QubesStorageError(
-                f"volume {config.get('name')!r}: invalid configuration: {err}"
+                f"volume {get('name')!r}: invalid configuration: {err}"
             ) from err
-        for vid in (self.vid, self.source):
-            if vid is not None and not _is_clean_path(vid, absolute=False):
-                raise exc.QubesStorageError(
-                    f"volume {self.name!r}: {vid!r} is not a volume id (a "
-                    "relative path of printable characters, no '..')"
-                )
+        self._check_vid(self.vid)
+        if self.source is not None:
+            self._check_vid(self.source)
+
+    def _check_vid(self, vid: str) -> None:
+        if not _is_clean_path(vid, absolute=False):
+            raise exc.QubesStorageError(
+                f"volume {self.name!r}: {vid!r} is not a volume id (a "
+                "relative path of printable characters, no '..')"
+            )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.pool.name}:{self.vid}>"
