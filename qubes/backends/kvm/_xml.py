@@ -162,7 +162,9 @@ def _console(devices: Element, marks: _xml.Marks, log_dir: str) -> None:
     serial = sub(devices, "serial", None, {"type": "pty"})
     if log_dir:
         log = sub(serial, "log", None, {"append": "off"})
-        marks.attr(log, "file", lambda spec: log_file(log_dir, spec.name))
+        # The folder joined once per skeleton, not once per domain.
+        prefix = log_file(log_dir, "")[: -len(".log")]
+        marks.attr(log, "file", lambda spec: f"{prefix}{spec.name}.log")
     sub(serial, "target", None, {"port": "0"})
     console = sub(devices, "console", None, {"type": "pty"})
     sub(console, "target", None, {"type": "serial", "port": "0"})
