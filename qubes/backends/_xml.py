@@ -288,6 +288,13 @@ def net_gateway(spec: DomainSpec) -> str:
     return spec.net.gateway
 
 
+def pty_console(devices: Element, kind: str) -> None:
+    """``<console type='pty'>`` with a target of type *kind* (``xen``,
+    ``serial``, ``lxc``)."""
+    console = sub(devices, "console", None, {"type": "pty"})
+    sub(console, "target", None, {"type": kind, "port": "0"})
+
+
 def clock(domain: Element) -> None:
     """``<clock>``: the guest keeps UTC, reset to the host's at start."""
     sub(domain, "clock", None, {"offset": "utc", "adjustment": "reset"})

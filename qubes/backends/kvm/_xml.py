@@ -166,8 +166,7 @@ def _console(devices: Element, marks: _xml.Marks, log_dir: str) -> None:
         prefix = log_file(log_dir, "")[: -len(".log")]
         marks.attr(log, "file", lambda spec: f"{prefix}{spec.name}.log")
     sub(serial, "target", None, {"port": "0"})
-    console = sub(devices, "console", None, {"type": "pty"})
-    sub(console, "target", None, {"type": "serial", "port": "0"})
+    _xml.pty_console(devices, "serial")
 
 
 def _tree(

@@ -204,11 +204,6 @@ def _interfaces(devices: Element, spec: DomainSpec, marks: _xml.Marks) -> None:
         _interface(devices, _Link(None, None, own_ip, None), marks)
 
 
-def _console(devices: Element) -> None:
-    console = sub(devices, "console", None, {"type": "pty"})
-    sub(console, "target", None, {"type": "lxc", "port": "0"})
-
-
 def _tree(spec: DomainSpec, marks: _xml.Marks) -> Element:
     domain = lxml.etree.Element("domain", {"type": "lxc"})
     _xml.identity(domain, marks)
@@ -221,7 +216,7 @@ def _tree(spec: DomainSpec, marks: _xml.Marks) -> Element:
     devices = sub(domain, "devices")
     _filesystems(devices, spec, marks)
     _interfaces(devices, spec, marks)
-    _console(devices)
+    _xml.pty_console(devices, "lxc")
     return domain
 
 

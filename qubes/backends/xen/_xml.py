@@ -97,11 +97,6 @@ def _interface(devices: Element, spec: DomainSpec, marks: _xml.Marks) -> None:
     sub(interface, "script", None, {"path": "vif-route-qubes"})
 
 
-def _console(devices: Element) -> None:
-    console = sub(devices, "console", None, {"type": "pty"})
-    sub(console, "target", None, {"type": "xen", "port": "0"})
-
-
 def _tree(spec: DomainSpec, marks: _xml.Marks) -> Element:
     domain = lxml.etree.Element("domain", {"type": "xen"})
     _xml.identity(domain, marks)
@@ -116,7 +111,7 @@ def _tree(spec: DomainSpec, marks: _xml.Marks) -> Element:
     _xml.image_disks(devices, spec, "Xen", disk_kind, _driver, marks)
     _interface(devices, spec, marks)
     _xml.hostdevs(devices, spec)
-    _console(devices)
+    _xml.pty_console(devices, "xen")
     return domain
 
 
