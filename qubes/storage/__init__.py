@@ -430,14 +430,15 @@ class Storage:
             found.append(kernel)
         return found
 
-    def verify(self) -> None:
-        """Check every volume can be used for a start.
+    def verify(self, volumes: list[Volume] | None = None) -> None:
+        """Check every volume (of *volumes*, by default those in use)
+        can be used for a start.
 
         :raises QubesStorageError: one cannot; the error names it
         """
         # The kernel first: a kernel that is not installed is the likelier
         # mistake, and says more than the disks that follow from it.
-        for volume in reversed(self._in_use()):
+        for volume in reversed(self._in_use() if volumes is None else volumes):
             self._located(volume.verify)
 
     def _located(self, func: Callable[[], None]) -> None:
@@ -453,10 +454,13 @@ class Storage:
         await self._run(self._each, self._in_use(), "create_now", "remove_now")
 
     async def start(self) -> None:
-        """Prepare every volume for a start; on failure, stop those
-        prepared. Volumes that need nothing are left out: with none
-        left, no worker thread is woken."""
-        volumes = [v for v in self._in_use() if v.start_needs_work]
+        """Check every volume (:meth:`verify`), then prepare them for a
+        start; on failure, stop those prepared. Volumes that need
+        nothing are left out: with none left, no worker thread is woken.
+        """
+        in_use = self._in_use()
+        self.verify(in_use)
+        volumes = [v for v in in_use if v.start_needs_work]
         if volumes:
             await self._run(self._each, volumes, "start_now", "stop_now")
 

@@ -31,8 +31,11 @@ class LocalVolume(Volume):
         return self._path
 
     def is_there(self, path: str) -> bool:
-        """Whether *path* holds a volume of this kind: here, a file."""
-        return os.path.isfile(path)
+        """Whether *path* holds a volume of this kind: here, a file.
+        (``access()``, not ``stat()``: every start asks, and a stat that
+        fails costs an exception. A folder where an image should be
+        passes, and the engine reports it when it opens the disk.)"""
+        return os.access(path, os.F_OK)
 
     @property
     def source_path(self) -> str | None:

@@ -60,7 +60,7 @@ class KernelVolume(Volume):
         :raises QubesStorageError: one of them is missing
         """
         for path in (self.vmlinuz, self.initramfs):
-            if not os.path.isfile(path):
+            if not os.access(path, os.F_OK):
                 raise exc.QubesStorageError(
                     f"kernel {self.vid!r} is not installed in pool "
                     f"{self.pool.name!r}: no {path}"

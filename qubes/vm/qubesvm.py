@@ -388,7 +388,6 @@ class QubesVM(BaseVM):
         prepare."""
         if not self._real_disks():
             return False
-        self.storage.verify()
         await self.storage.start()
         return True
 
