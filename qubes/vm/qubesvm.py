@@ -340,6 +340,10 @@ class QubesVM(BaseVM):
 
     async def start_if_halted(self) -> None:
         """Start the domain unless it is started already."""
+        # A running domain (a netvm, for each of its clients' starts)
+        # needs no lock; one that is starting is waited for below.
+        if self.get_power_state() == "Running":
+            return
         async with self.startup_lock, self._process_lock():
             if self.is_halted():
                 await self._start_halted()
