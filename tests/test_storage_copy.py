@@ -102,3 +102,24 @@ def test_a_missing_folder_is_made_for_the_copy(tmp_path):
     target = tmp_path / "new" / "deeper" / "b.img"
     _copy.copy_image(str(source), str(target))
     assert target.read_bytes() == b"data"
+
+
+def test_a_tree_copy_makes_fifos_anew_and_leaves_sockets_out(tmp_path):
+    import socket
+    import stat
+
+    source = tmp_path / "private"
+    (source / "home").mkdir(parents=True)
+    (source / "home" / "notes").write_text("kept\n")
+    os.mkfifo(source / "home" / "pipe", 0o640)
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(source / "home" / "sock"))
+        _files.copy_tree(str(source), str(tmp_path / "revision"))
+    finally:
+        server.close()
+    copied = tmp_path / "revision" / "home"
+    assert (copied / "notes").read_text() == "kept\n"
+    pipe = os.lstat(copied / "pipe")
+    assert stat.S_ISFIFO(pipe.st_mode) and stat.S_IMODE(pipe.st_mode) == 0o640
+    assert not os.path.lexists(copied / "sock")

@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import os
 import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -124,22 +125,40 @@ def copy_file(source: str, target: str, missing_ok: bool = False) -> None:
             raise
 
 
+def _copy_entry(source: str, target: str) -> None:
+    # FIFOs and device nodes are made anew (copying one would read from
+    # it); a socket belongs to a running program and is left out.
+    info = os.lstat(source)
+    if stat.S_ISSOCK(info.st_mode):
+        return
+    if (
+        stat.S_ISFIFO(info.st_mode)
+        or stat.S_ISCHR(info.st_mode)
+        or (stat.S_ISBLK(info.st_mode))
+    ):
+        os.mknod(target, info.st_mode, info.st_rdev)
+        shutil.copystat(source, target, follow_symlinks=False)
+        return
+    shutil.copy2(source, target, follow_symlinks=False)
+
+
 def copy_tree(source: str, target: str) -> None:
     """Copy a folder tree, with owners, modes, times and links as they
-    are (a private volume is small; no copy program is started)."""
-
-    def copy(src: str, dst: str) -> None:
-        shutil.copy2(src, dst, follow_symlinks=False)
-
+    are (a private volume is small; no copy program is started).
+    Sockets are left out."""
     with storage_errors("copy", source):
-        shutil.copytree(source, target, symlinks=True, copy_function=copy)
+        shutil.copytree(
+            source, target, symlinks=True, copy_function=_copy_entry
+        )
         for folder, dirs, names in os.walk(source):
             rel = os.path.relpath(folder, source)
             for name in [".", *dirs, *names]:
                 src = os.path.normpath(os.path.join(folder, name))
-                stat = os.lstat(src)
+                info = os.lstat(src)
+                if stat.S_ISSOCK(info.st_mode):
+                    continue
                 dst = os.path.normpath(os.path.join(target, rel, name))
-                os.lchown(dst, stat.st_uid, stat.st_gid)
+                os.lchown(dst, info.st_uid, info.st_gid)
 
 
 def remove(path: str) -> None:
