@@ -20,7 +20,7 @@ veto the action by raising; the exception reaches the caller unchanged.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 __all__ = ["handler", "matches", "Emitter", "Handler"]
@@ -100,7 +100,7 @@ class Emitter:
         if (event, func) in handlers:
             handlers.remove((event, func))
 
-    def _handlers_for(self, event: str) -> list[Handler]:
+    def _handlers_for(self, event: str) -> Sequence[Handler]:
         cls = type(self)
         found = cls._resolved.get(event)
         if found is None:
@@ -112,7 +112,7 @@ class Emitter:
             cls._resolved[event] = found
         own = self._instance_handlers
         if not own:
-            return list(found)
+            return found
         return list(found) + [f for n, f in own if matches(n, event)]
 
     def fire_event(

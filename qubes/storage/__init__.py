@@ -438,12 +438,10 @@ class Storage:
         """
         # The kernel first: a kernel that is not installed is the likelier
         # mistake, and says more than the disks that follow from it.
-        for volume in reversed(self._in_use() if volumes is None else volumes):
-            self._located(volume.verify)
-
-    def _located(self, func: Callable[[], None]) -> None:
+        checked = self._in_use() if volumes is None else volumes
         try:
-            func()
+            for volume in reversed(checked):
+                volume.verify()
         except exc.QubesException as err:
             err.locate(domain=self.vm.name)
             raise
