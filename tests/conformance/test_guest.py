@@ -140,3 +140,47 @@ def test_container_root_is_an_unprivileged_host_uid(real):
     owner = os.stat(marker).st_uid
     assert owner == idmap_target(vm.qid)
     assert owner != 0
+
+
+def test_a_start_that_times_out_leaves_no_container_running(real, monkeypatch):
+    import subprocess
+
+    import pytest
+
+    from qubes import exc
+
+    if real.engine.name != "lxc-liblxc":
+        pytest.skip("only liblxc starts its containers with lxc-start")
+    from qubes.backends.lxc import liblxc
+
+    real_run = subprocess.run
+    started = []
+
+    def too_slow(command, **kwargs):
+        # lxc-start does start the container, but "too late".
+        if command[0] != liblxc.LXC_START:
+            return real_run(command, **kwargs)
+        started.append(real_run(command, **kwargs).returncode)
+        raise subprocess.TimeoutExpired(command, kwargs.get("timeout", 0))
+
+    # The container must be stopped before its volumes are released
+    # (released under it, it would die of that instead).
+    from qubes.storage import Storage
+
+    seen_at_release = []
+    release = Storage.stop
+
+    async def release_and_look(storage):
+        container = real.backend.container(storage.vm.name)
+        seen_at_release.append(container.state)
+        await release(storage)
+
+    monkeypatch.setattr(subprocess, "run", too_slow)
+    monkeypatch.setattr(Storage, "stop", release_and_look)
+    vm = real.vm("work")
+    with pytest.raises(exc.QubesBackendError, match="did not reach RUNNING"):
+        run(vm.start())
+    assert started == [0]
+    assert seen_at_release == ["STOPPED"]
+    assert vm.get_power_state() == "Halted"
+    assert not vm.volumes["root"].exists()

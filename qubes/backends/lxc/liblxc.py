@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import logging
 import os
 import shutil
 import subprocess
@@ -51,6 +52,8 @@ from qubes.backends.lxc._lxcconf import MULTI_VALUED, lxc_config
 from qubes.backends.spec import DomainSpec
 
 __all__ = ["LiblxcBackend", "LXC_START", "POLL", "SCHEME"]
+
+log = logging.getLogger(__name__)
 
 SCHEME = "liblxc://"
 #: seconds between two looks of the watcher
@@ -218,6 +221,9 @@ class LiblxcBackend(BackendBase):
                 f"{LXC_START} is not installed (apt install lxc)", domain=name
             ) from err
         except subprocess.TimeoutExpired as err:
+            # Ending lxc-start leaves the container it started behind:
+            # a failed start must leave nothing running.
+            self._stop_quietly(name)
             raise exc.QubesBackendError(
                 f"it did not reach RUNNING within {START_TIMEOUT} s",
                 domain=name,
@@ -227,6 +233,16 @@ class LiblxcBackend(BackendBase):
                 "liblxc could not start it: " + self._first_error(name),
                 domain=name,
             )
+
+    def _stop_quietly(self, name: str) -> None:
+        """Stop container *name* if it runs; a failure to is logged (the
+        start's own error is the one the caller gets)."""
+        try:
+            container = self.container(name)
+            if container.state != "STOPPED":
+                container.stop()
+        except Exception as err:  # the start's error matters more
+            log.warning("%s: not stopped after a failed start: %s", name, err)
 
     def _first_error(self, name: str) -> str:
         # The first error is the cause; the later ones follow from it.
