@@ -212,30 +212,12 @@ def _refuse(tag: str, err: ValueError) -> exc.QubesValueError:
     )
 
 
-def set_text(target: Element, text: str) -> None:
-    """Set *target*'s text, refusing what XML cannot carry."""
-    try:
-        target.text = text
-    except ValueError as err:
-        raise _refuse(target.tag, err) from err
-
-
 def set_attr(target: Element, name: str, value: str) -> None:
     """Set an attribute, refusing what XML cannot carry."""
     try:
         target.set(name, value)
     except ValueError as err:
         raise _refuse(target.tag, err) from err
-
-
-def element(
-    tag: str, text: str | None = None, attrib: dict[str, str] | None = None
-) -> Element:
-    """A new element *tag*, not attached to a parent."""
-    made = lxml.etree.Element(tag, attrib)
-    if text is not None:
-        set_text(made, text)
-    return made
 
 
 def spec_name(spec: DomainSpec) -> str:
