@@ -137,7 +137,8 @@ class Backend(Protocol):
         """
 
     async def start(self, vm: Any) -> None:
-        """Define *vm* from :meth:`create_config` and start it.
+        """Start *vm* from :meth:`create_config`; the engine may know the
+        domain only while it runs (libvirt's drivers start it transient).
 
         :raises QubesVMAlreadyRunningError: it runs already
         """

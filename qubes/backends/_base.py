@@ -30,7 +30,6 @@ from qubes.backends import (
     Subscription,
 )
 from qubes.backends._common import BackendBase
-from qubes.backends._definitions import Definitions
 from qubes.backends._libvirt import Connection
 from qubes.backends.simulated import NodeFile
 
@@ -76,16 +75,14 @@ class LibvirtBackend(BackendBase):
             before_open=state_file.before_open if state_file else None,
         )
         #: domain handles by UUID, so that a state costs one call; each
-        #: with the connection it belongs to; None: undefined by this
-        #: backend (see :meth:`_left_undefined`)
+        #: with the connection it belongs to; None: stopped or undefined
+        #: by this backend (see :meth:`_known_halted`)
         self._handles: dict[
             uuid_module.UUID, tuple[Any, libvirt.virDomain | None]
         ] = {}
-        self._definitions = Definitions()
         #: (connection, network name) known to run
         self._networks_up: set[tuple[Any, str]] = set()
         self._network_lock: tuple[Any, asyncio.Lock] | None = None
-        self.connection.subscribe(self._definitions.on_event)
 
     @property
     def simulated(self) -> bool:
@@ -159,7 +156,7 @@ class LibvirtBackend(BackendBase):
     def get_power_state(self, vm: Any) -> PowerState:
         """*vm*'s power state; Halted when the engine does not know it."""
         key = vm.uuid
-        if not self._has_state() or self._left_undefined(key):
+        if not self._has_state() or self._known_halted(key):
             return PowerState.HALTED
         for _ in range(2):
             dom = self._handle(key) or self.libvirt_domain(vm)
@@ -186,18 +183,23 @@ class LibvirtBackend(BackendBase):
     ) -> None:
         self._handles[key] = (self.connection.raw_or_none, dom)
 
-    def _left_undefined(self, key: uuid_module.UUID) -> bool:
-        """Whether this backend undefined domain *key* itself, on a
-        connection no one else uses (so it is still undefined, and
-        asking the engine would only raise "no such domain"). A caller
-        who defines it through the raw connection behind this
-        backend's back sees it reported halted until the next start."""
+    def _known_halted(self, key: uuid_module.UUID) -> bool:
+        """Whether this backend itself stopped or undefined domain *key*
+        on a connection no one else uses: it is still halted, and asking
+        the engine would only raise "no such domain". A caller who
+        starts it through the raw connection behind this backend's back
+        sees it reported halted until the next start through here."""
         entry = self._handles.get(key)
         return (
             entry is not None
             and entry[1] is None
             and entry[0] is self.connection.raw_or_none
         )
+
+    def _note_halted(self, vm: Any) -> None:
+        # Only where no other process can start it again meanwhile.
+        if not self.shared_between_processes:
+            self._keep_handle(vm.uuid, None)
 
     def get_runtime_id(self, vm: Any) -> int | None:
         """The engine's id of the running *vm*, or None."""
@@ -230,42 +232,28 @@ class LibvirtBackend(BackendBase):
     # -- lifecycle ------------------------------------------------------------
 
     async def start(self, vm: Any) -> None:
-        """Define *vm* from :meth:`create_config` and start it; a failed
-        start leaves no definition behind. A domain whose definition in
-        the engine is still the one made from the same XML is started
-        without defining it again (see :mod:`._definitions`)."""
+        """Start *vm* from :meth:`create_config` as a transient domain:
+        the engine knows it while it runs and forgets it when it stops,
+        so a failed start or a stop leaves no definition behind. One
+        call, one parse of the XML: ``createXML`` costs half of
+        ``defineXML`` + ``create`` on libvirt's test driver.
+
+        A persistent definition of the same name and UUID made outside
+        (``virsh define``, or a simulated host's state file) is run with
+        this XML, and is there again, unchanged, once the domain stops.
+        """
         xml = self.create_config(vm)
         log.debug("%s: %s", vm.name, xml)
         for name in self.networks(self.spec_of(vm)):
             await self._ensure_network(name)
+
+        def create(conn: libvirt.virConnect) -> libvirt.virDomain:
+            return conn.createXML(xml, 0)
+
         key = vm.uuid
-        kept = self._handle(key)
-        if kept is not None and not self._definitions.is_current(
-            key, self.connection.raw_or_none, xml
-        ):
-            kept = None
-
-        def define_and_create(conn: libvirt.virConnect) -> libvirt.virDomain:
-            dom = kept
-            if dom is None:
-                self._definitions.defining(key)
-                dom = conn.defineXML(xml)
-            try:
-                dom.create()
-            except libvirt.libvirtError:
-                self._definitions.forget(key)
-                # Running means someone else started it meanwhile: it is
-                # theirs, and stays.
-                with contextlib.suppress(libvirt.libvirtError):
-                    if not dom.isActive():
-                        _undefine(dom)
-                raise
-            self._definitions.defined(key, conn, xml)
-            return dom
-
         self._handles.pop(key, None)
         with self.mutation():
-            dom = await self.connection.run("create", define_and_create, vm)
+            dom = await self.connection.run("create", create, vm)
         self._keep_handle(key, dom)
         self._new_qubesdb(vm)
 
@@ -314,6 +302,7 @@ class LibvirtBackend(BackendBase):
         :raises QubesVMNotStartedError: it is not running
         """
         await self._domain_call("destroy", vm, "destroy")
+        self._note_halted(vm)
 
     async def shutdown(self, vm: Any) -> None:
         """Ask *vm*'s guest to shut down; returns once asked."""
@@ -334,14 +323,12 @@ class LibvirtBackend(BackendBase):
             _undefine(self._lookup(conn, vm))
 
         self._handles.pop(vm.uuid, None)
-        self._definitions.forget(vm.uuid)
         try:
             with self.mutation():
                 await self.connection.run("undefine", act, vm)
         except exc.QubesNoSuchDomainError:
             pass
-        if not self.shared_between_processes:
-            self._keep_handle(vm.uuid, None)
+        self._note_halted(vm)
 
     def close(self) -> None:
         """Close the engine connection; it reopens on next use."""

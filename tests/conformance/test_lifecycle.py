@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import libvirt
 import lxml.etree
 import pytest
 
@@ -205,39 +206,29 @@ def test_transient_while_starting(host):
     assert seen == ["Transient"]
 
 
-def _definitions_seen(host, vm):
-    seen = []
-
-    def record(uuid, event):
-        if uuid == str(vm.uuid) and event == "defined":
-            seen.append(event)
-
-    host.backend.subscribe(record)
-    return seen
-
-
 def _libvirt_only(host):
     if not host.engine.libvirt:
-        pytest.skip("definitions kept between starts are libvirt's")
+        pytest.skip("transient domains are libvirt's")
 
 
-def test_restart_of_an_unchanged_domain_keeps_its_definition(host):
+def test_a_stopped_domain_leaves_no_definition(host):
+    # The engine knows the domain while it runs: killed, or after a
+    # failed start (above), it is not defined at all.
     _libvirt_only(host)
     vm = host.vm("work")
-    seen = _definitions_seen(host, vm)
 
     async def scenario():
         await vm.start()
+        assert host.engine.defined(vm)
         await vm.kill()
+        assert not host.engine.defined(vm)
         await vm.start()
-        await vm.kill()
-        await asyncio.sleep(0.2)  # let the engine's events arrive
+        assert vm.get_power_state() == "Running"
 
     run(scenario())
-    assert seen.count("defined") == 1
 
 
-def test_a_change_defines_the_domain_again(host):
+def test_a_change_reaches_the_engine_at_the_next_start(host):
     _libvirt_only(host)
     vm = host.vm("work")
 
@@ -252,29 +243,33 @@ def test_a_change_defines_the_domain_again(host):
     assert xml.findtext("vcpu") == "1"
 
 
-def test_a_definition_changed_outside_is_replaced_at_start(host):
+def _vcpus_of(dom, flags=0):
+    return lxml.etree.fromstring(dom.XMLDesc(flags)).findtext("vcpu")
+
+
+def test_a_definition_made_outside_runs_the_store_xml_and_stays(host):
     _libvirt_only(host)
     vm = host.vm("work")
+    # As `virsh define` would: a definition of the same domain, edited.
+    edited = lxml.etree.fromstring(vm.create_config_file())
+    edited.find("vcpu").text = "1"
+    conn = host.backend.connection.call("open", lambda c: c)
+    outside = conn.defineXML(lxml.etree.tostring(edited, encoding="unicode"))
 
     async def scenario():
         await vm.start()
+        assert _vcpus_of(vm.libvirt_domain) == str(vm.vcpus)
         await vm.kill()
-        # As `virsh edit work` would: another definition behind our back.
-        edited = lxml.etree.fromstring(vm.libvirt_domain.XMLDesc(0))
-        edited.find("vcpu").text = "1"
-        conn = host.backend.connection.call("open", lambda c: c)
-        conn.defineXML(lxml.etree.tostring(edited, encoding="unicode"))
-        await asyncio.sleep(0.2)  # the engine's event of that definition
-        await vm.start()
 
     run(scenario())
-    xml = lxml.etree.fromstring(vm.libvirt_domain.XMLDesc(0))
-    assert xml.findtext("vcpu") == str(vm.vcpus)
+    assert not outside.isActive()
+    assert _vcpus_of(outside, libvirt.VIR_DOMAIN_XML_INACTIVE) == "1"
+    assert vm.get_power_state() == "Halted"
 
 
-def test_a_domain_the_backend_undefined_is_halted_without_asking(host):
+def test_a_domain_the_backend_stopped_is_halted_without_asking(host):
     # On an engine no other process uses, the backend knows the domain
-    # it undefined is still undefined; elsewhere it asks the engine.
+    # it killed or undefined is halted; elsewhere it asks the engine.
     _libvirt_only(host)
     vm = host.vm("work")
     backend = host.backend
@@ -288,8 +283,9 @@ def test_a_domain_the_backend_undefined_is_halted_without_asking(host):
     async def scenario():
         await vm.start()
         await vm.kill()
-        await backend.undefine(vm)
         backend.libvirt_domain = counted
+        assert vm.get_power_state() == "Halted"
+        await backend.undefine(vm)
         assert vm.get_power_state() == "Halted"
         assert bool(asked) == backend.shared_between_processes
         await vm.start()
