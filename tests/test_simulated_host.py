@@ -18,9 +18,10 @@ import lxml.etree
 import pytest
 
 import qubes
-from qubes.backends.simulated import TEST_NS
+from qubes.backends.simulated import QUBES_NS, TEST_NS
 
 RUNSTATE = f"{{{TEST_NS}}}runstate"
+TRANSIENT = f"{{{QUBES_NS}}}transient"
 HALTED = {
     "dom0": "Running",
     "fedora-41": "Halted",
@@ -184,11 +185,42 @@ def test_node_file_holds_each_defined_domain_with_its_run_state(
 
 def test_node_file_is_read_back_by_libvirt_itself(tool, simulated_host):
     _ok(tool("qvm-start", "work"))
-    _ok(tool("qvm-kill", "work"))
+    _ok(tool("qvm-pause", "work"))
     assert _engine_states(simulated_host) == {
         "sys-net": libvirt.VIR_DOMAIN_RUNNING,
-        "work": libvirt.VIR_DOMAIN_SHUTOFF,
+        "work": libvirt.VIR_DOMAIN_PAUSED,
     }
+
+
+def test_a_domain_killed_in_a_later_process_leaves_no_definition(
+    tool, simulated_host
+):
+    # Domains run transient: the file marks them so, and the next
+    # process makes them transient again, so a stop leaves nothing.
+    _ok(tool("qvm-start", "work"))
+    domains = _node_domains(simulated_host)
+    assert all(d.find(TRANSIENT) is not None for d in domains.values())
+    _ok(tool("qvm-kill", "work"))
+    assert sorted(_node_domains(simulated_host)) == ["sys-net"]
+    _ok(tool("qvm-shutdown", "--wait", "sys-net"))
+    assert _node_domains(simulated_host) == {}
+
+
+def test_a_restart_in_a_later_process_runs_the_changed_domain(
+    tool, simulated_host
+):
+    _ok(tool("qvm-start", "work"))
+    _ok(tool("qvm-kill", "work"))
+    _ok(tool("qvm-prefs", "work", "vcpus", "1"))
+    _ok(tool("qvm-prefs", "work", "memory", "1234"))
+    _ok(tool("qvm-start", "work"))
+    conn = libvirt.open(f"test://{simulated_host}")
+    try:
+        state, max_kib, _, vcpus, _ = conn.lookupByName("work").info()
+    finally:
+        conn.close()
+    assert (state, vcpus) == (libvirt.VIR_DOMAIN_RUNNING, 1)
+    assert max_kib >= 1234 * 1024
 
 
 def test_node_file_keeps_the_domains_uuids(tool, simulated_host, app):
@@ -225,7 +257,6 @@ def test_change_made_elsewhere_is_not_lost_by_an_older_view(
     assert fresh.domains["fedora-41"].get_power_state() == "Running"
     assert fresh.domains["sys-net"].get_power_state() == "Halted"
     assert _engine_states(simulated_host) == {
-        "sys-net": libvirt.VIR_DOMAIN_SHUTOFF,
         "fedora-41": libvirt.VIR_DOMAIN_RUNNING,
     }
 

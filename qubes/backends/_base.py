@@ -73,6 +73,7 @@ class LibvirtBackend(BackendBase):
         self.connection = connection or Connection(
             self.uri,
             before_open=state_file.before_open if state_file else None,
+            after_open=state_file.after_open if state_file else None,
         )
         #: domain handles by UUID, so that a state costs one call; each
         #: with the connection it belongs to; None: stopped or undefined
@@ -239,8 +240,9 @@ class LibvirtBackend(BackendBase):
         ``defineXML`` + ``create`` on libvirt's test driver.
 
         A persistent definition of the same name and UUID made outside
-        (``virsh define``, or a simulated host's state file) is run with
-        this XML, and is there again, unchanged, once the domain stops.
+        (``virsh define``) is replaced, as a define at each start would:
+        the domain runs from this XML, transient, and that definition is
+        gone.
         """
         xml = self.create_config(vm)
         log.debug("%s: %s", vm.name, xml)
@@ -248,7 +250,10 @@ class LibvirtBackend(BackendBase):
             await self._ensure_network(name)
 
         def create(conn: libvirt.virConnect) -> libvirt.virDomain:
-            return conn.createXML(xml, 0)
+            dom = conn.createXML(xml, 0)
+            if dom.isPersistent():
+                _make_transient(dom)
+            return dom
 
         key = vm.uuid
         self._handles.pop(key, None)
@@ -356,6 +361,15 @@ def network_xml(name: str) -> str:
 
 def _state_of(dom: libvirt.virDomain) -> Any:
     return lambda conn: dom.state()[0]
+
+
+def _make_transient(dom: libvirt.virDomain) -> None:
+    # Undefining a running domain leaves it running, transient. Its
+    # NVRAM file (UEFI) is in use: kept, where the driver knows the flag.
+    try:
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+    except libvirt.libvirtError:
+        dom.undefine()
 
 
 def _undefine(dom: libvirt.virDomain) -> None:

@@ -114,6 +114,8 @@ class Connection:
         coroutines; by default only for the in-process test driver
     :param before_open: called before each open (the simulated host
         makes its state file there)
+    :param after_open: called with each new connection before it is
+        used (the simulated host restores transient domains there)
     """
 
     def __init__(
@@ -122,9 +124,11 @@ class Connection:
         *,
         inline: bool | None = None,
         before_open: Callable[[], None] | None = None,
+        after_open: Callable[[libvirt.virConnect], None] | None = None,
     ) -> None:
         self.uri = uri
         self.before_open = before_open
+        self.after_open = after_open
         self.inline = uri.startswith("test:") if inline is None else inline
         self._conn: libvirt.virConnect | None = None
         self._callback_id: int | None = None
@@ -168,6 +172,8 @@ class Connection:
                 raise exc.QubesConnectionError(
                     f"cannot connect to {self.uri}: {first_line(err)}{hint}"
                 ) from err
+            if self.after_open is not None:
+                self.after_open(conn)
             self._conn = conn
             self._register(conn)
             return conn

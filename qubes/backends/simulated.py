@@ -6,7 +6,10 @@ simulated host keeps that state in a node file (libvirt's test-driver
 node format): ``test:///PATH`` loads the file, and after every change
 the file is written back with each domain's inactive definition and its
 state (``<test:runstate>``). So ``qvm-start work`` in one process and
-``qvm-ls`` in the next agree.
+``qvm-ls`` in the next agree. Domains run transient (see
+``LibvirtBackend.start``), which the format cannot say: each is marked
+``<qubes:transient/>``, and made transient again in the next process,
+so a stop there leaves no definition either.
 
 Changes are serialised between processes like qubes.xml's: under a lock
 file, the node file is replaced atomically, and a process whose view is
@@ -19,6 +22,7 @@ volumes are described in the XML but not created or checked.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -30,10 +34,16 @@ import lxml.etree
 from qubes import exc
 from qubes.store import FileStamp, StoreFile
 
-__all__ = ["NodeFile", "TEST_NS", "node_path_of"]
+__all__ = ["NodeFile", "QUBES_NS", "TEST_NS", "node_path_of"]
+
+log = logging.getLogger(__name__)
 
 TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"
 _RUNSTATE = f"{{{TEST_NS}}}runstate"
+#: this package's mark on a domain that ran transient (the test driver
+#: ignores elements of namespaces it does not know)
+QUBES_NS = "urn:x-qubes:simulated-host"
+_TRANSIENT = f"{{{QUBES_NS}}}transient"
 
 #: the simulated machine: 2 cores, 8 GiB
 _HOST = {
@@ -69,6 +79,8 @@ class NodeFile:
     def __init__(self, path: str) -> None:
         self.store = StoreFile(path)
         self._loaded: FileStamp | None = None
+        #: UUIDs of the domains the file marks transient
+        self._transient: set[str] = set()
         self._thread_lock = threading.RLock()
         self._depth = 0
 
@@ -115,9 +127,21 @@ class NodeFile:
         with self._lock():
             if not self.exists():
                 self._write(_empty_node())
+                self._transient = set()
             else:
-                _check_node_file(self.path)
+                self._transient = _check_node_file(self.path)
             self._loaded = _stamp(self.path)
+
+    def after_open(self, conn: libvirt.virConnect) -> None:
+        """Make the domains that ran transient transient again: the test
+        driver loads every domain of the file with a definition, and
+        undefining a running domain leaves it running, transient."""
+        for uuid in self._transient:
+            try:
+                conn.lookupByUUIDString(uuid).undefine()
+            except libvirt.libvirtError as err:
+                # A definition left is only a halted domain's, harmless.
+                log.warning("%s: domain %s: %s", self.path, uuid, err)
 
     def refresh(self, connection: Any) -> None:
         """Reopen *connection* if another process changed the file
@@ -159,18 +183,27 @@ class NodeFile:
 _NODE_PARTS = frozenset(("cpu", "memory", "domain", "network"))
 
 
-def _check_node_file(path: str) -> None:
+def _check_node_file(path: str) -> set[str]:
+    """Check the file is one of this module's; the UUIDs of the domains
+    it marks transient."""
     # libvirt's test driver follows <domain file='...'/> and friends to
     # any file on the host, and quotes what it cannot parse: only a file
     # of the shape this module writes is handed to it.
     parser = lxml.etree.XMLParser(resolve_entities=False, no_network=True)
     try:
         tree = lxml.etree.parse(path, parser)
-    except (lxml.etree.XMLSyntaxError, OSError) as err:
-        raise _not_ours(path, str(err).splitlines()[0]) from err
+    except lxml.etree.XMLSyntaxError as err:
+        raise _not_ours(path, err.msg) from err
+    except OSError as err:
+        raise exc.QubesStoreError(
+            "cannot read the simulated host's state file: "
+            + (err.strerror or str(err).splitlines()[0]),
+            path=path,
+        ) from err
     root = tree.getroot()
     if tree.docinfo.doctype or root.tag != "node":
         raise _not_ours(path, "it is not a <node> document")
+    transient = set()
     for part in root:
         if not isinstance(part.tag, str):
             continue
@@ -178,6 +211,9 @@ def _check_node_file(path: str) -> None:
             raise _not_ours(
                 path, f"it holds <{part.tag}> (line {part.sourceline})"
             )
+        if part.find(_TRANSIENT) is not None:
+            transient.add(part.findtext("uuid", "").strip())
+    return transient
 
 
 def _not_ours(path: str, why: str) -> exc.QubesStoreError:
@@ -212,9 +248,13 @@ def _node_of(conn: libvirt.virConnect) -> lxml.etree._Element:
         # The namespace must be declared on <domain> itself for the test
         # driver to read the run state back.
         with_ns = lxml.etree.Element(
-            domain.tag, dict(domain.attrib), nsmap={"test": TEST_NS}
+            domain.tag,
+            dict(domain.attrib),
+            nsmap={"test": TEST_NS, "qubes": QUBES_NS},
         )
         with_ns.extend(list(domain))
         lxml.etree.SubElement(with_ns, _RUNSTATE).text = str(dom.state()[0])
+        if not dom.isPersistent():
+            lxml.etree.SubElement(with_ns, _TRANSIENT)
         node.append(with_ns)
     return node

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import libvirt
 import lxml.etree
 import pytest
 
@@ -243,27 +242,28 @@ def test_a_change_reaches_the_engine_at_the_next_start(host):
     assert xml.findtext("vcpu") == "1"
 
 
-def _vcpus_of(dom, flags=0):
-    return lxml.etree.fromstring(dom.XMLDesc(flags)).findtext("vcpu")
+def _vcpus_of(dom):
+    return lxml.etree.fromstring(dom.XMLDesc(0)).findtext("vcpu")
 
 
-def test_a_definition_made_outside_runs_the_store_xml_and_stays(host):
+def test_a_definition_made_outside_is_replaced_at_start(host):
     _libvirt_only(host)
     vm = host.vm("work")
     # As `virsh define` would: a definition of the same domain, edited.
     edited = lxml.etree.fromstring(vm.create_config_file())
     edited.find("vcpu").text = "1"
     conn = host.backend.connection.call("open", lambda c: c)
-    outside = conn.defineXML(lxml.etree.tostring(edited, encoding="unicode"))
+    conn.defineXML(lxml.etree.tostring(edited, encoding="unicode"))
 
     async def scenario():
         await vm.start()
-        assert _vcpus_of(vm.libvirt_domain) == str(vm.vcpus)
+        dom = vm.libvirt_domain
+        assert _vcpus_of(dom) == str(vm.vcpus)
+        assert not dom.isPersistent()
         await vm.kill()
 
     run(scenario())
-    assert not outside.isActive()
-    assert _vcpus_of(outside, libvirt.VIR_DOMAIN_XML_INACTIVE) == "1"
+    assert not host.engine.defined(vm)
     assert vm.get_power_state() == "Halted"
 
 
