@@ -76,6 +76,12 @@ def translate(
         "already running" in text or "already active" in text
     ):
         return exc.QubesVMAlreadyRunningError(vm, "is already running")
+    # Some drivers (the test driver's suspend, shutdown and resume) say
+    # it in words, with "internal error" as the code.
+    if op == "resume" and "not paused" in text:
+        return exc.QubesVMNotPausedError(vm, "is not paused")
+    if op in _NEEDS_RUNNING and "not running" in text:
+        return exc.QubesVMNotRunningError(vm, "is not running")
     if code == libvirt.VIR_ERR_OPERATION_INVALID:
         if op == "resume":
             return exc.QubesVMNotPausedError(vm, "is not paused")

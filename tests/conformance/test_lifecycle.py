@@ -292,3 +292,26 @@ def test_a_domain_the_backend_stopped_is_halted_without_asking(host):
         assert vm.get_power_state() == "Running"
 
     run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("step", "error"),
+    [
+        ("pause", exc.QubesVMNotRunningError),
+        ("shutdown", exc.QubesVMNotRunningError),
+        ("kill", exc.QubesVMNotStartedError),
+        ("unpause", exc.QubesVMNotPausedError),
+    ],
+)
+def test_a_domain_stopped_between_look_and_act_is_a_named_error(
+    host, step, error
+):
+    # Another process stopped it after this one looked: the engine
+    # holds a definition that does not run, and the call is refused.
+    _libvirt_only(host)
+    vm = host.vm("work")
+    conn = host.backend.connection.call("open", lambda c: c)
+    conn.defineXML(vm.create_config_file())
+    with pytest.raises(error, match="work"):
+        run(getattr(host.backend, step)(vm))
+    assert vm.get_power_state() == "Halted"
