@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,7 +50,9 @@ def _start(args: argparse.Namespace) -> int:
         return _run_each(args, "start")
     app = load_app(args)
     configs = [app.domains[name].create_config_file() for name in args.domains]
-    print(f"<!-- {app.backend.describe()} -->")
+    # Which backend made it goes to stderr: stdout is the XML alone, one
+    # document a domain, to be saved or given to virsh as it is.
+    print(app.backend.describe(), file=sys.stderr)
     for xml in configs:
         tree = lxml.etree.fromstring(xml.encode())
         print(lxml.etree.tostring(tree, pretty_print=True).decode(), end="")
@@ -62,7 +65,8 @@ def start(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the domain XML instead of starting",
+        help="print the domain XML instead of starting (one document "
+        "per domain; the backend that made it on stderr)",
     )
     return run(parser, _start, argv)
 
