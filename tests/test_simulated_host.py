@@ -8,9 +8,12 @@ test by conftest, or by --uri): none may auto-detect a real daemon.
 """
 
 import asyncio
+import fcntl
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 import libvirt
@@ -421,3 +424,29 @@ def test_a_state_file_that_points_elsewhere_is_refused(
     assert "root:" not in result.err
     assert "Traceback" not in result.err
     assert simulated_host.read_bytes() == before
+
+
+def test_an_interrupt_after_everything_was_done_is_no_failure(
+    tool, states, simulated_host, sample_path
+):
+    # The signal comes while qvm-start waits for the state file's lock;
+    # once it has the lock the start runs to its end, and the tool says
+    # that nothing was stopped.
+    _ok(tool("qvm-start", "sys-net"))
+    lock = os.open(f"{simulated_host}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        process = subprocess.Popen(
+            [_script("qvm-start"), "--qubesxml", str(sample_path), "work"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(2)  # it is waiting for the lock by now
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+    finally:
+        os.close(lock)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert err == "qvm-start: interrupted after every domain was done\n"
+    assert states()["work"] == "Running"

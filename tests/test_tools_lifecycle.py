@@ -11,6 +11,7 @@ import lxml.etree
 import pytest
 
 from qubes.tools import lifecycle, qvm_ls
+from qubes.vm.qubesvm import QubesVM
 
 pytestmark = pytest.mark.usefixtures("only_the_test_driver")
 
@@ -247,3 +248,26 @@ def test_dry_run_of_an_unsupported_virt_mode(run, simulated_host):
     )
     line = _one_line_error(result, "qvm-start")
     assert "virt_mode" in line
+
+
+# -- an interrupt ------------------------------------------------------------
+
+
+def test_interrupt_says_which_domains_were_done(run, states, monkeypatch):
+    # Ctrl-C while the second domain starts: the first one runs, and the
+    # tool says so.
+    start = QubesVM.start
+
+    async def interrupted(vm):
+        if vm.name == "fedora-41-dvm":
+            raise KeyboardInterrupt
+        return await start(vm)
+
+    monkeypatch.setattr(QubesVM, "start", interrupted)
+    result = run("qvm-start", "work", "fedora-41-dvm")
+    assert result.code == 130
+    assert result.err == (
+        "qvm-start: interrupted; done: work; not done: fedora-41-dvm\n"
+    )
+    assert states()["work"] == "Running"
+    assert states()["fedora-41-dvm"] == "Halted"

@@ -30,19 +30,43 @@ def _seconds(text: str) -> float:
 def _parser(prog: str, description: str) -> QubesArgumentParser:
     parser = QubesArgumentParser(prog=prog, description=description)
     parser.add_argument("domains", nargs="+", metavar="VMNAME")
+    parser.set_defaults(prog=prog)
     return parser
 
 
 def _run_each(args: argparse.Namespace, action: str, **kwargs: Any) -> int:
     app = load_app(args)
     vms = [app.domains[name] for name in args.domains]
+    done: list[str] = []
 
     async def act() -> None:
         for vm in vms:
             await getattr(vm, action)(**kwargs)
+            done.append(vm.name)
 
-    asyncio.run(act())
+    try:
+        asyncio.run(act())
+    except KeyboardInterrupt:
+        return _interrupted(args, done)
     return 0
+
+
+def _interrupted(args: argparse.Namespace, done: list[str]) -> int:
+    # An interrupt is only seen between two steps: it may come when
+    # every domain is done already, and then nothing was stopped.
+    prog = args.prog
+    left = [name for name in args.domains if name not in done]
+    if not left:
+        print(
+            f"{prog}: interrupted after every domain was done", file=sys.stderr
+        )
+        return 0
+    print(
+        f"{prog}: interrupted; done: {', '.join(done) or 'none'}; "
+        f"not done: {', '.join(left)}",
+        file=sys.stderr,
+    )
+    return 130
 
 
 def _start(args: argparse.Namespace) -> int:
