@@ -22,6 +22,10 @@ __all__ = ["Features"]
 _NO_DEFAULT = object()
 
 
+#: features named so enable a service in the guest
+SERVICE = "service."
+
+
 def _feature_value(value: Any) -> str:
     if value is True:
         return "1"
@@ -54,6 +58,13 @@ class Features(MutableMapping[str, str]):
     def _check_name(name: str) -> str:
         if not isinstance(name, str) or not name or name != name.strip():
             raise exc.QubesValueError(f"invalid feature name {name!r}")
+        service = name[len(SERVICE) :] if name.startswith(SERVICE) else None
+        if service is not None and (not service or "/" in service):
+            raise exc.QubesValueError(
+                f"invalid feature name {name!r}: a service's name is "
+                "QubesDB path /qubes-service/NAME, so it cannot be empty "
+                "or hold '/'"
+            )
         try:
             return check_text(name)
         except ValueError as err:

@@ -163,6 +163,14 @@ def test_dry_run_prints_xml_and_starts_nothing(run, states, simulated_host):
 # -- errors: one line, no traceback ----------------------------------------
 
 
+def test_start_of_a_paused_domain_says_it_is_paused(run):
+    _ok(run("qvm-start", "work"))
+    _ok(run("qvm-pause", "work"))
+    line = _one_line_error(run("qvm-start", "work"), "qvm-start")
+    assert "'work'" in line
+    assert "is paused; qvm-unpause it" in line
+
+
 def test_kill_of_a_halted_domain(run):
     line = _one_line_error(run("qvm-kill", "work"), "qvm-kill")
     assert "'work'" in line

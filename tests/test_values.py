@@ -32,6 +32,16 @@ def test_unstorable_characters_in_features_are_refused(app, value):
     assert "f" not in work.features
 
 
+@pytest.mark.parametrize("name", ["service.", "service.a/b", "service.a//b"])
+def test_a_service_name_that_is_no_qubesdb_name_is_refused(app, name):
+    work = app.domains["work"]
+    with pytest.raises(exc.QubesValueError, match="service"):
+        work.features[name] = "1"
+    assert name not in work.features
+    work.features["service.a-b"] = "1"
+    assert work.features["service.a-b"] == "1"
+
+
 @pytest.mark.parametrize(
     ("prop", "value"),
     [

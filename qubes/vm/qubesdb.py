@@ -11,6 +11,8 @@ import base64
 import os
 from typing import Any
 
+from qubes.features import SERVICE
+
 __all__ = ["qubesdb_entries", "random_seed"]
 
 _PERSISTENCE = {
@@ -58,7 +60,7 @@ def qubesdb_entries(vm: Any) -> dict[str, str]:
     }
     entries.update(_network(vm))
     for feature, value in vm.features.items():
-        if feature.startswith("service."):
+        if feature.startswith(SERVICE):
             enabled = "1" if value not in ("", "0") else "0"
-            entries["/qubes-service/" + feature[len("service.") :]] = enabled
+            entries["/qubes-service/" + feature[len(SERVICE) :]] = enabled
     return entries

@@ -334,9 +334,17 @@ class QubesVM(BaseVM):
         """
         async with self.startup_lock, self._process_lock():
             if not self.is_halted():
-                raise exc.QubesVMAlreadyRunningError(self, "is already running")
+                raise exc.QubesVMAlreadyRunningError(self, self._not_halted())
             await self._start_halted()
         return self
+
+    def _not_halted(self) -> str:
+        state = self.get_power_state()
+        if state == "Paused":
+            return "is paused; qvm-unpause it"
+        if state == "Running":
+            return "is already running"
+        return f"is not halted (it is {state})"
 
     async def start_if_halted(self) -> None:
         """Start the domain unless it is started already."""
