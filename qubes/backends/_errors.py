@@ -78,7 +78,7 @@ def translate(
         return exc.QubesVMAlreadyRunningError(vm, "is already running")
     # Some drivers (the test driver's suspend, shutdown and resume) say
     # it in words, with "internal error" as the code.
-    if op == "resume" and "not paused" in text:
+    if op == "resume" and ("not paused" in text or "not running" in text):
         return exc.QubesVMNotPausedError(vm, "is not paused")
     if op in _NEEDS_RUNNING and "not running" in text:
         return exc.QubesVMNotRunningError(vm, "is not running")
