@@ -13,7 +13,10 @@ containers at once.
    threads). On both sides every container has been started and
    stopped once before (a first start pays for things later ones do
    not), each timed round begins after :data:`REST` seconds without a
-   start, and readiness is looked at every :data:`POLL` seconds.
+   start, and readiness is looked at every :data:`POLL` seconds. Beside
+   the times, the CPU the whole host spent per container while the 20
+   started (what bounds that figure: 20 starts share the host's CPUs);
+   anything else running on the host at the time is counted in it.
 
 Needs root, a running libvirtd (``scripts/libvirtd-ctl start``) and the
 test template (``scripts/build-template``).
@@ -60,6 +63,37 @@ POLL = 0.002
 REST = 0.5
 #: the bare containers' uid ranges are those of qids from here on
 BARE_QIDS = 1000
+
+
+def _host_cpu() -> float | None:
+    """Seconds of CPU the whole host has used (every task, the kernel's
+    included), from the root cgroup; None where it cannot be read."""
+    try:
+        text = pathlib.Path("/sys/fs/cgroup/cpuacct/cpuacct.usage").read_text()
+        return int(text) / 1e9
+    except (OSError, ValueError):
+        pass
+    try:
+        stat = pathlib.Path("/sys/fs/cgroup/cpu.stat").read_text()
+        for line in stat.splitlines():
+            key, value = line.split()
+            if key == "usage_usec":
+                return int(value) / 1e6
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _per_start(before: float | None, count: int) -> float | None:
+    """Host CPU seconds per start since *before* (from :func:`_host_cpu`)."""
+    after = _host_cpu()
+    if before is None or after is None:
+        return None
+    return (after - before) / count
+
+
+def _cpu_text(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f}"
 
 
 async def _until(predicate, timeout: float = TIMEOUT) -> None:
@@ -239,7 +273,7 @@ def bench_engine(name: str, runs: int) -> None:
         )
 
 
-async def _many(app, engine, count: int) -> tuple[float, float]:
+async def _many(app, engine, count: int) -> tuple[float, float, float | None]:
     guest = Guest(engine)
     template = app.default_template
     vms = [
@@ -272,12 +306,14 @@ async def _many(app, engine, count: int) -> tuple[float, float]:
     await one.kill()
     guest.reset(one.name, one.volumes["private"].path, None)
     await asyncio.sleep(REST)
+    cpu0 = _host_cpu()
     t0 = time.monotonic()
     await asyncio.gather(*(vm.start() for vm in vms))
     await _until(lambda: all(r() for r in ready))
     together = time.monotonic() - t0
+    cpu = _per_start(cpu0, count)
     await asyncio.gather(*(vm.kill() for vm in vms))
-    return single, together
+    return single, together, cpu
 
 
 def _bare_container(name: str, folder: pathlib.Path, index: int):
@@ -338,8 +374,11 @@ def _bare_liblxc(label, lxcpath, root, private, target):
         ("lxc.pty.max", "16"),
     ):
         container.set_config_item(key, value)
+    # /run and /tmp as qubes' liblxc configuration mounts them.
     for key, value in (
         ("lxc.mount.entry", f"{private} rw none bind,create=dir 0 0"),
+        ("lxc.mount.entry", "tmpfs run tmpfs rw,create=dir 0 0"),
+        ("lxc.mount.entry", "tmpfs tmp tmpfs rw,create=dir 0 0"),
         ("lxc.environment", f"QUBES_NAME={label}"),
         ("lxc.idmap", f"u 0 {target} {IDMAP_COUNT}"),
         ("lxc.idmap", f"g 0 {target} {IDMAP_COUNT}"),
@@ -364,18 +403,21 @@ def _wait_ready(privates: list[pathlib.Path]) -> None:
         time.sleep(POLL)
 
 
-def _bare_round(made: list) -> float:
+def _bare_round(made: list) -> tuple[float, float | None]:
     """Start the containers of *made* at once, one thread each: seconds
-    until every one is ready. They are stopped after."""
+    until every one is ready, and host CPU seconds per container. They
+    are stopped after."""
     for _, _, _, private in made:
         (private / "qubes-ready").unlink(missing_ok=True)
     time.sleep(REST)
+    cpu0 = _host_cpu()
     t0 = time.monotonic()
     _in_threads([start for start, _, _, _ in made])
     _wait_ready([private for _, _, _, private in made])
     seconds = time.monotonic() - t0
+    cpu = _per_start(cpu0, len(made))
     _in_threads([stop for _, stop, _, _ in made])
-    return seconds
+    return seconds, cpu
 
 
 def _in_threads(calls: list[Callable[[], object]]) -> None:
@@ -399,14 +441,14 @@ def bench_bare_many(count: int, name: str) -> None:
         made = [_bare_container(name, folder, i) for i in range(count)]
         try:
             _bare_round(made)  # untimed, as on the qubes side
-            single = _bare_round(made[:1])
-            together = _bare_round(made)
+            single, _ = _bare_round(made[:1])
+            together, cpu = _bare_round(made)
         finally:
             for _, _, remove, _ in made:
                 remove()
     print(
         f"{name + ' bare':>16} {single:>8.3f} {together:>10.3f} "
-        f"{together / single:>6.2f} {MANY_GOAL:>5.2f}"
+        f"{together / single:>6.2f} {MANY_GOAL:>5.2f} {_cpu_text(cpu):>10}"
     )
 
 
@@ -418,12 +460,12 @@ def bench_many(count: int, name: str) -> None:
         root = pathlib.Path(tmp)
         app = engines.make_store(engine, root, f"n{os.getpid()}-")
         try:
-            single, together = asyncio.run(_many(app, engine, count))
+            single, together, cpu = asyncio.run(_many(app, engine, count))
         finally:
             engine.teardown(app)
     print(
         f"{name:>16} {single:>8.3f} {together:>10.3f} "
-        f"{together / single:>6.2f} {MANY_GOAL:>5.2f}"
+        f"{together / single:>6.2f} {MANY_GOAL:>5.2f} {_cpu_text(cpu):>10}"
     )
     bench_bare_many(count, name)
 
@@ -474,7 +516,7 @@ def main() -> None:
         print(f"\n{args.many} LXC containers at once, start to ready, s")
         print(
             f"{'engine':>16} {'one':>8} {'at once':>10} {'ratio':>6} "
-            f"{'goal':>5}"
+            f"{'goal':>5} {'cpu/ct ms':>10}"
         )
         for name in args.many_engines:
             bench_many(args.many, name)

@@ -3,10 +3,12 @@ LXC XML of :mod:`._xml`, in liblxc's keys.
 
 The root volume is the container's root filesystem, the private volume
 a bind mount at ``/rw``; folders only (liblxc mounts image files itself
-only as the root, and the storage drivers give containers folders). The
-id map, the init and its ``QUBES_NAME`` are those of the libvirt XML.
-The network is a veth pair per interface into a host bridge named after
-the netvm's network (see :func:`qubes.backends._base.bridge_name`).
+only as the root, and the storage drivers give containers folders).
+``/run`` and ``/tmp`` are a tmpfs each, as the guest's init would mount
+them (on libvirt LXC it does). The id map, the init and its
+``QUBES_NAME`` are those of the libvirt XML. The network is a veth
+pair per interface into a host bridge named after the netvm's network
+(see :func:`qubes.backends._base.bridge_name`).
 
 Memory and CPU limits are not set: liblxc writes them as cgroup keys
 whose names differ between cgroup versions, and these hosts mix both.
@@ -79,6 +81,20 @@ def _filesystems(spec: DomainSpec) -> Items:
     return items
 
 
+#: the guest's scratch folders, each a tmpfs of its own
+_SCRATCH = ("run", "tmp")
+
+
+def _scratch() -> Items:
+    # The mounts the guest's init would otherwise make itself, with a
+    # mount(8) process each: liblxc makes them in the container's set-
+    # up, by system call, and the init finds them already there.
+    return [
+        ("lxc.mount.entry", f"tmpfs {folder} tmpfs rw,create=dir 0 0")
+        for folder in _SCRATCH
+    ]
+
+
 def _idmap(spec: DomainSpec) -> Items:
     if not uses_userns(spec):
         return []
@@ -141,6 +157,7 @@ def lxc_config(spec: DomainSpec, log_file: str) -> Items:
         ("lxc.log.file", log_file),
         ("lxc.log.level", "WARN"),
         *_filesystems(spec),
+        *_scratch(),
         *_idmap(spec),
         *_network(spec),
     ]
