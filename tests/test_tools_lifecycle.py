@@ -151,6 +151,20 @@ def test_qvm_ls_backend_info_with_options(run, tmp_path):
     assert reason == "set by the command line"
 
 
+def test_qvm_ls_backend_info_of_an_engine_out_of_reach(run, tmp_path):
+    # What was chosen, and why, is said before the engine is asked (a
+    # test driver URI of a file that is not there cannot be opened).
+    uri = f"test://{tmp_path}/no-such-node"
+    result = run("qvm-ls", "--backend-info", "--backend", "kvm", "--uri", uri)
+    assert result.code == 1
+    assert result.out.splitlines() == [
+        f"backend kvm, URI {uri}",
+        "set by the command line",
+    ]
+    line = _one_line_error(result, "qvm-ls")
+    assert "cannot connect" in line
+
+
 def test_dry_run_prints_xml_and_starts_nothing(run, states, simulated_host):
     result = run("qvm-start", "--dry-run", "work")
     assert result.code == 0, result.err

@@ -152,6 +152,20 @@ def _getter(column: str, app: Any) -> Callable[[Any], Any]:
     raise exc.QubesValueError(f"unknown field {column.lower()!r}")
 
 
+def _backend_info(app: Any) -> None:
+    # Which backend and why is worth saying even when its engine cannot
+    # be reached (a backend names its engine only once it asked it).
+    backend = app.backend
+    try:
+        line = backend.describe()
+    except exc.QubesConnectionError:
+        print(f"backend {backend.name}, URI {backend.uri}")
+        print(app.backend_reason)
+        raise
+    print(line)
+    print(app.backend_reason)
+
+
 def _select(app: Any, args: argparse.Namespace) -> list[Any]:
     vms = [app.domains[n] for n in args.domains] or list(app.domains)
     excluded = {app.domains[n] for n in args.exclude}
@@ -183,8 +197,7 @@ def _print_table(rows: list[list[str]], raw: bool) -> None:
 def _body(args: argparse.Namespace) -> int:
     app = load_app(args)
     if args.backend_info:
-        print(app.backend.describe())
-        print(app.backend_reason)
+        _backend_info(app)
         return 0
     vms = _select(app, args)
     if args.raw_list:
