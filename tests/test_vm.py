@@ -1,6 +1,7 @@
 """Domains: BaseVM's attributes, the domain classes, the network role,
 the reference defaults, features, tags, labels, devices and volumes."""
 
+import asyncio
 import logging
 import uuid
 
@@ -852,6 +853,21 @@ def test_kernel_volume_comes_from_the_kernel_pool(app):
     assert kernel.pool is app.pools["linux-kernel"]
     assert kernel.vmlinuz == "/var/lib/qubes/vm-kernels/6.12.1-1.fc41/vmlinuz"
     assert kernel.rw is False
+
+
+def test_a_kernel_set_later_brings_its_kernel_volume(app, sample_path):
+    # A domain made while no kernel was set (a new store has no default
+    # kernel) can boot once it is given one.
+    vm = app.add_new_vm("StandaloneVM", name="late", label="red", kernel="")
+    assert "kernel" not in vm.volume_config
+    vm.kernel = app.default_kernel
+    assert vm.volumes["kernel"].vid == app.default_kernel
+    assert vm.volume_config["kernel"]["pool"] == "linux-kernel"
+    asyncio.run(vm.start())
+    assert vm.is_running()
+    app.save()
+    again = qubes.Qubes(str(sample_path))
+    assert again.domains["late"].volume_config["kernel"]["vid"] == vm.kernel
 
 
 def test_ephemeral_volume_attribute_is_kept_and_saved(sample_path):

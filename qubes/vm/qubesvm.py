@@ -28,7 +28,7 @@ from qubes.properties import (
     VMProperty,
     bounded,
 )
-from qubes.vm import BaseVM
+from qubes.vm import BaseVM, volumes
 from qubes.vm.mix.dvmtemplate import setter_dispvm
 from qubes.vm.qubesdb import qubesdb_entries, random_seed
 
@@ -259,11 +259,19 @@ class QubesVM(BaseVM):
     def _kernel_volume_follows(self, event: str, **kwargs: Any) -> None:
         # The kernel volume names the kernel, as on Qubes: keep it so,
         # and qubes.xml with it.
+        # A domain made while it had no kernel gets its kernel volume now.
         config = self.volume_config.get("kernel")
         kernel = self.kernel
-        if config is not None and kernel and config.get("vid") != kernel:
+        if not kernel or (config is not None and config.get("vid") == kernel):
+            return
+        if config is None:
+            made = volumes.kernel_volume(self)
+            if made is None:
+                return
+            self.volume_config["kernel"] = made
+        else:
             config["vid"] = kernel
-            self.storage.invalidate()
+        self.storage.invalidate()
 
     # -- state ----------------------------------------------------------
     #
@@ -365,6 +373,9 @@ class QubesVM(BaseVM):
 
     async def _start_halted(self) -> None:
         self.app.watch_engine_events()
+        # The domain's XML first (kept for the start itself): a domain
+        # the backend cannot run leaves its netvm as it was.
+        self.app.backend.create_config(self)
         netvm = getattr(self, "netvm", None)
         if netvm is not None:
             await netvm.start_if_halted()

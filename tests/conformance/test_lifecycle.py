@@ -170,6 +170,19 @@ def test_failed_start_leaves_nothing_behind(host):
     assert "domain-start" not in host.events_of("work")
 
 
+def test_a_domain_the_backend_cannot_run_leaves_its_netvm_halted(host):
+    vm = host.vm("work")
+    modes = host.backend.capabilities.virt_modes
+    missing = [m for m in ("pv", "pvh", "hvm") if m not in modes]
+    if not missing:
+        pytest.skip("this backend runs every virt mode")
+    vm.virt_mode = missing[0]
+    with pytest.raises(exc.QubesUnsupportedError, match=missing[0]):
+        run(vm.start())
+    assert vm.netvm.is_halted()
+    assert not host.engine.defined(vm.netvm)
+
+
 def test_pre_start_veto_defines_nothing(host):
     vm = host.vm("work")
 
