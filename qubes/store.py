@@ -155,6 +155,12 @@ class StoreFile:
         """Hold the writers' lock for the duration of the block."""
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError as err:
+            folder = os.path.dirname(self.lock_path) or "."
+            raise exc.QubesStoreError(
+                f"cannot open the lock file: there is no folder {folder}",
+                path=self.lock_path,
+            ) from err
         except OSError as err:
             raise exc.QubesStoreError(
                 f"cannot open the lock file: {err.strerror}",

@@ -450,3 +450,19 @@ def test_an_interrupt_after_everything_was_done_is_no_failure(
     assert process.returncode == 0, err
     assert err == "qvm-start: interrupted after every domain was done\n"
     assert states()["work"] == "Running"
+
+
+def test_the_store_named_as_state_file_is_left_alone(tool, sample_path):
+    # A mistake in the URI: the message must not advise removing it.
+    before = sample_path.read_bytes()
+    result = tool("qvm-ls", "--uri", f"test://{sample_path}")
+    line = _one_line_error(result, "qvm-ls")
+    assert "check the URI" in line
+    assert "remove" not in line
+    assert sample_path.read_bytes() == before
+
+
+def test_a_state_file_in_a_missing_folder_says_so(tool, tmp_path):
+    uri = f"test://{tmp_path}/nowhere/node.xml"
+    line = _one_line_error(tool("qvm-start", "--uri", uri, "work"), "qvm-start")
+    assert f"there is no folder {tmp_path}/nowhere" in line

@@ -202,7 +202,14 @@ def _check_node_file(path: str) -> set[str]:
         ) from err
     root = tree.getroot()
     if tree.docinfo.doctype or root.tag != "node":
-        raise _not_ours(path, "it is not a <node> document")
+        # Likely another file named by mistake (qubes.xml itself): it
+        # is no one's to remove.
+        raise exc.QubesStoreError(
+            "not a simulated host's state file: it is not a <node> "
+            "document; check the URI (a simulated host keeps its state in "
+            "its own file, libvirt-node.xml beside qubes.xml by default)",
+            path=path,
+        )
     transient = set()
     for part in root:
         if not isinstance(part.tag, str):
