@@ -215,6 +215,22 @@ def test_unknown_uri_scheme_is_a_value_error(app, uri):
         app.use_backend(None, uri)
 
 
+def test_unknown_uri_scheme_in_the_store_says_how_to_reset_it(
+    app, clean_env, no_hypervisor
+):
+    app.vmm_uri = "http://x"
+    with pytest.raises(exc.QubesValueError, match=r"qubes-prefs -D vmm_uri"):
+        app.backend  # noqa: B018 - the choice is made on first use
+
+
+def test_a_named_backend_takes_a_uri_of_unknown_scheme_as_it_is(app, clean_env):
+    # The backend was named: the URI is the engine's to judge, when the
+    # backend opens it.
+    app.vmm_uri = "http://x"
+    app.use_backend("kvm")
+    assert _chosen(app) == ("kvm", "http://x")
+
+
 def test_store_refuses_an_unknown_vmm_backend(app):
     with pytest.raises(exc.QubesPropertyValueError, match="nosuch"):
         app.vmm_backend = "nosuch"

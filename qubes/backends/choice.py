@@ -130,10 +130,28 @@ def _first(
 
 
 def _implied(uri: str) -> str | None:
-    # A test: URI takes any dialect; the others say theirs.
+    # A test: URI takes any dialect; the others say theirs, if known.
     if uri.startswith("test:"):
         return None
-    return backend_for_uri(uri)
+    try:
+        return backend_for_uri(uri)
+    except exc.QubesValueError:
+        return None
+
+
+_HOW_TO_UNSET = {
+    "the command line": "give --backend, or another --uri",
+    "the environment": "set QUBES_BACKEND, or unset QUBES_LIBVIRT_URI",
+    "qubes.xml": "set qubes-prefs vmm_backend, or reset the URI with "
+    "qubes-prefs -D vmm_uri",
+}
+
+
+def _unknown_scheme(uri: str, uri_from: str) -> exc.QubesValueError:
+    return exc.QubesValueError(
+        f"cannot tell the backend of URI {uri!r} (from {uri_from}): "
+        f"{_HOW_TO_UNSET.get(uri_from, 'name the backend')}"
+    )
 
 
 def choose(app: Any, name: str | None = None, uri: str | None = None) -> Choice:
@@ -179,5 +197,8 @@ def choose(app: Any, name: str | None = None, uri: str | None = None) -> Choice:
     elif chosen_name:
         reason = f"set by {name_from}, on the backend's own URI"
     else:
+        assert chosen_uri is not None
+        if _implied(chosen_uri) is None and not chosen_uri.startswith("test:"):
+            raise _unknown_scheme(chosen_uri, uri_from)
         reason = f"set by {uri_from}, with the backend its URI implies"
     return Choice(_make(chosen_name, chosen_uri), reason)
