@@ -268,7 +268,7 @@ class Property:
             raise
         except (ValueError, TypeError) as err:
             raise exc.QubesPropertyValueError(
-                f"invalid value {value!r}: {err}",
+                f"invalid value {value!r}: {_why(self._type, err)}",
                 value=value,
                 domain=_holder_name(holder),
                 prop=self.__name__,
@@ -381,6 +381,13 @@ class Property:
     def refers_to(self, holder: Any, target: Any) -> bool:
         """Whether the explicitly set value is *target* (for references)."""
         return holder._property_values.get(self.__name__) is target
+
+
+def _why(kind: Any, err: Exception) -> str:
+    # Python's own words for a failed int() are about its literal syntax.
+    if kind is int and str(err).startswith("invalid literal"):
+        return "not a whole number"
+    return str(err)
 
 
 def _holder_name(holder: Any) -> str | None:

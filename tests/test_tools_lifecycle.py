@@ -293,3 +293,11 @@ def test_interrupt_says_which_domains_were_done(run, states, monkeypatch):
     )
     assert states()["work"] == "Running"
     assert states()["fedora-41-dvm"] == "Halted"
+
+
+def test_a_timeout_that_is_no_number_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as caught:
+        lifecycle.shutdown(["--timeout", "abc", "work"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.endswith("argument --timeout: invalid seconds value: 'abc'")

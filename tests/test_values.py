@@ -32,6 +32,12 @@ def test_unstorable_characters_in_features_are_refused(app, value):
     assert "f" not in work.features
 
 
+def test_a_number_property_given_words_says_so(app):
+    with pytest.raises(exc.QubesPropertyValueError) as caught:
+        app.domains["work"].memory = "abc"
+    assert str(caught.value).endswith("invalid value 'abc': not a whole number")
+
+
 @pytest.mark.parametrize("name", ["service.", "service.a/b", "service.a//b"])
 def test_a_service_name_that_is_no_qubesdb_name_is_refused(app, name):
     work = app.domains["work"]

@@ -20,7 +20,9 @@ from qubes.tools import QubesArgumentParser, load_app, run
 __all__ = ["start", "shutdown", "kill", "pause", "unpause"]
 
 
-def _seconds(text: str) -> float:
+def seconds(text: str) -> float:
+    """A positive number of seconds (argparse names the type after this
+    function in its errors: "invalid seconds value")."""
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"not a positive number: {text}")
@@ -103,7 +105,7 @@ def shutdown(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds,
         default=0,
         metavar="SEC",
         help="seconds to wait (default: shutdown_timeout)",
