@@ -301,3 +301,57 @@ def test_a_timeout_that_is_no_number_is_a_usage_error(capsys):
     assert caught.value.code == 2
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.endswith("argument --timeout: invalid seconds value: 'abc'")
+
+
+# -- --all and --exclude -------------------------------------------------------
+
+ALL_HALTED = {
+    "dom0": "Running",
+    "fedora-41": "Halted",
+    "fedora-41-dvm": "Halted",
+    "sys-net": "Halted",
+    "work": "Halted",
+}
+
+
+def test_start_all_but_the_excluded(run, states):
+    _ok(run("qvm-start", "--all", "--exclude", "fedora-41-dvm"))
+    assert states() == {
+        **ALL_HALTED,
+        "fedora-41": "Running",
+        "sys-net": "Running",
+        "work": "Running",
+    }
+
+
+def test_shutdown_all_takes_clients_down_before_their_netvm(run, states):
+    # Without that order the netvm's shutdown is refused under its
+    # running client.
+    _ok(run("qvm-start", "work", "fedora-41-dvm"))
+    _ok(run("qvm-shutdown", "--all", "--wait"))
+    assert states() == ALL_HALTED
+
+
+def test_kill_pause_and_unpause_all(run, states):
+    _ok(run("qvm-start", "work"))
+    _ok(run("qvm-pause", "--all"))
+    assert states()["work"] == states()["sys-net"] == "Paused"
+    _ok(run("qvm-unpause", "--all"))
+    assert states()["work"] == states()["sys-net"] == "Running"
+    _ok(run("qvm-kill", "--all"))
+    assert states() == ALL_HALTED
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--all", "work"], "not both"),
+        (["--exclude", "work", "sys-net"], "--exclude goes with --all"),
+        ([], "name at least one domain, or --all"),
+        (["--all", "--exclude", "nosuch"], "nosuch"),
+    ],
+)
+def test_a_wrong_choice_of_domains_is_one_line(run, states, args, words):
+    line = _one_line_error(run("qvm-start", *args), "qvm-start")
+    assert words in line
+    assert states() == ALL_HALTED
