@@ -328,6 +328,7 @@ def test_qvm_create_appvm_with_template(run, sample_path):
     assert office.volume_config["root"]["source"] == (
         "vm-templates/fedora-41/root"
     )
+    assert "created-by-dom0" in office.tags
 
 
 def test_qvm_create_appvm_is_the_default_class(run, sample_path):

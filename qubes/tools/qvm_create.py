@@ -96,6 +96,8 @@ def _body(args: argparse.Namespace) -> int:
     if args.klass == "DispVM" and "dispid" not in props:
         props["dispid"] = str(_dispid(app, args.name))
     vm = app.add_new_vm(cls, name=args.name, label=args.label, **props)
+    # As Qubes tags a domain with who made it; these tools are dom0's.
+    vm.tags.add("created-by-dom0")
     asyncio.run(vm.create_on_disk())
     app.save()
     return 0
