@@ -124,6 +124,9 @@ class Backend(Protocol):
     name: str
     #: the libvirt URI it drives
     uri: str
+    #: names of volumes its domains do without (a container's volatile
+    #: and kernel volumes): they are not checked or made at start
+    unused_volumes: frozenset[str]
 
     @property
     def capabilities(self) -> Capabilities:

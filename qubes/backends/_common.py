@@ -32,6 +32,8 @@ class BackendBase:
     default_uri: ClassVar[str] = ""
     #: the engine, in a few words, for :meth:`describe`
     engine_name = ""
+    #: volumes the domains of this backend do without (not started)
+    unused_volumes: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, uri: str | None = None) -> None:
         self.uri = uri or self.default_uri

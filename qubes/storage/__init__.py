@@ -451,21 +451,32 @@ class Storage:
         made."""
         await self._run(self._each, self._in_use(), "create_now", "remove_now")
 
-    async def start(self) -> None:
+    def _in_use_but(self, unused: frozenset[str]) -> list[Volume]:
+        in_use = self._in_use()
+        if not unused:
+            return in_use
+        return [volume for volume in in_use if volume.name not in unused]
+
+    async def start(self, unused: frozenset[str] = frozenset()) -> None:
         """Check every volume (:meth:`verify`), then prepare them for a
         start; on failure, stop those prepared. Volumes that need
         nothing are left out: with none left, no worker thread is woken.
+
+        :param unused: names of volumes the backend does without (a
+            container's volatile and kernel volumes): neither checked
+            nor made
         """
-        in_use = self._in_use()
+        in_use = self._in_use_but(unused)
         self.verify(in_use)
         volumes = [v for v in in_use if v.start_needs_work]
         if volumes:
             await self._run(self._each, volumes, "start_now", "stop_now")
 
-    async def stop(self) -> None:
-        """Release every volume after a stop; every volume is tried, and
-        the first failure is raised after."""
-        volumes = [v for v in self._in_use() if v.stop_needs_work]
+    async def stop(self, unused: frozenset[str] = frozenset()) -> None:
+        """Release every volume after a stop (but the *unused* ones, as
+        for :meth:`start`); every volume is tried, and the first failure
+        is raised after."""
+        volumes = [v for v in self._in_use_but(unused) if v.stop_needs_work]
         if volumes:
             await self._run(self._stop_all, volumes)
 

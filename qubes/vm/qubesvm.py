@@ -411,7 +411,7 @@ class QubesVM(BaseVM):
         prepare."""
         if not self._real_disks():
             return False
-        await self.storage.start()
+        await self.storage.start(self.app.backend.unused_volumes)
         return True
 
     async def _undo_start(
@@ -432,7 +432,7 @@ class QubesVM(BaseVM):
         finally:
             backend.forget(self)
             if volumes_started:
-                await self.storage.stop()
+                await self.storage.stop(self.app.backend.unused_volumes)
 
     async def create_on_disk(self) -> None:
         """Make the volumes of a new domain (nothing on a simulated
@@ -578,7 +578,7 @@ class QubesVM(BaseVM):
             self.app.backend.forget(self)
             try:
                 if self._real_disks():
-                    await self.storage.stop()
+                    await self.storage.stop(self.app.backend.unused_volumes)
             finally:
                 await self.fire_event_async("domain-shutdown")
         finally:

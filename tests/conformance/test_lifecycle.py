@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import lxml.etree
 import pytest
@@ -195,17 +196,36 @@ def test_pre_start_veto_defines_nothing(host):
     assert not host.engine.defined(vm)
 
 
+def _missing_kernel(vm):
+    vm.kernel = "9.9.9-missing"
+    vm.volume_config["kernel"]["vid"] = "9.9.9-missing"
+    vm.storage.invalidate()
+
+
 def test_missing_kernel_fails_the_start_and_defines_nothing(host):
     vm = host.vm("work")
     if "kernel" not in vm.volume_config:
         pytest.skip("domains on this engine have no kernel volume")
-    vm.kernel = "9.9.9-missing"
-    vm.volume_config["kernel"]["vid"] = "9.9.9-missing"
-    vm.storage.invalidate()
+    if "kernel" in host.backend.unused_volumes:
+        pytest.skip("containers run on the host's kernel")
+    _missing_kernel(vm)
     with pytest.raises(exc.QubesStorageError, match=r"9\.9\.9-missing"):
         run(vm.start())
     assert not host.engine.defined(vm)
     assert vm.get_power_state() == "Halted"
+
+
+def test_a_container_does_without_its_volatile_and_kernel_volumes(host):
+    vm = host.vm("work")
+    if not host.backend.unused_volumes:
+        pytest.skip("domains of this backend use every volume they have")
+    if "kernel" in vm.volume_config:
+        _missing_kernel(vm)
+    run(vm.start())
+    assert vm.is_running()
+    volatile = vm.volumes.get("volatile")
+    if volatile is not None and not host.backend.capabilities.simulated:
+        assert not os.path.exists(volatile.path)
 
 
 def test_transient_while_starting(host):

@@ -29,6 +29,7 @@ class LXCBackend(LibvirtBackend):
     name = "lxc"
     default_uri = "lxc:///system"
     engine_name = "libvirt LXC"
+    unused_volumes = _xml.NOT_MOUNTED
 
     _CAPABILITIES = Capabilities(
         domain_type="lxc",

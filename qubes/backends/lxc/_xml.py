@@ -33,7 +33,14 @@ from qubes.backends._xml import sub
 from qubes.backends.kvm._xml import network_name, networks, own_network
 from qubes.backends.spec import DiskSpec, DomainSpec
 
-__all__ = ["build", "idmap_target", "networks", "IDMAP_BASE", "IDMAP_COUNT"]
+__all__ = [
+    "build",
+    "idmap_target",
+    "networks",
+    "IDMAP_BASE",
+    "IDMAP_COUNT",
+    "NOT_MOUNTED",
+]
 
 
 #: host uid/gid of uid 0 in the container of qid 0; qid N starts N ranges
@@ -44,7 +51,7 @@ _UID_LIMIT = 2**32 - 1
 
 _MOUNTS = {"root": "/", "private": "/rw"}
 #: volumes a container does without (see the module's description)
-_NOT_MOUNTED = frozenset(("volatile", "kernel"))
+NOT_MOUNTED = frozenset(("volatile", "kernel"))
 #: a /8 holds every Qubes address (10.137 domains, 10.138 DispVMs,
 #: 10.139 DNS), so the netvm's address is on-link
 _PREFIX = "8"
@@ -143,7 +150,7 @@ def _filesystems(devices: Element, spec: DomainSpec, marks: _xml.Marks) -> None:
     for position, disk in enumerate(spec.disks):
         mount = _MOUNTS.get(disk.name)
         if mount is None:
-            if disk.name in _NOT_MOUNTED:
+            if disk.name in NOT_MOUNTED:
                 continue
             raise exc.QubesUnsupportedError(
                 f"volume {disk.name!r}: a container mounts only the root "

@@ -131,6 +131,7 @@ class LiblxcBackend(BackendBase):
     name = "lxc"
     default_uri = "liblxc:///var/lib/qubes/lxc"
     engine_name = "liblxc"
+    unused_volumes = LXCBackend.unused_volumes
 
     # Containers as on libvirt LXC; only the wiring of the network differs.
     _CAPABILITIES = dataclasses.replace(
