@@ -170,10 +170,10 @@ def test_a_start_that_times_out_leaves_no_container_running(real, monkeypatch):
     seen_at_release = []
     release = Storage.stop
 
-    async def release_and_look(storage):
+    async def release_and_look(storage, *args):
         container = real.backend.container(storage.vm.name)
         seen_at_release.append(container.state)
-        await release(storage)
+        await release(storage, *args)
 
     monkeypatch.setattr(subprocess, "run", too_slow)
     monkeypatch.setattr(Storage, "stop", release_and_look)
