@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import lxml.etree
@@ -94,8 +94,13 @@ def _shutdown(args: argparse.Namespace) -> int:
 
 
 def _run(
-    args: argparse.Namespace, action: Any, names: list[str], done: list[str]
+    args: argparse.Namespace,
+    action: Coroutine[Any, Any, None],
+    names: list[str],
+    done: list[str],
 ) -> int:
+    """Run *action*; the exit status, and on an interrupt what of
+    *names* was *done*."""
     try:
         asyncio.run(action)
     except KeyboardInterrupt:
