@@ -160,8 +160,10 @@ def _twin_xml(xml: str, name: str, paths: dict[str, str]) -> str:
 def _twin_files(vm, engine, folder: pathlib.Path) -> dict[str, str]:
     """Copies of the volumes *vm* runs on, for the bare twin."""
     paths = {}
+    # The kernel is shared; what the backend does without is not made.
+    skip = {"kernel", *vm.app.backend.unused_volumes}
     for volume in vm.volumes.values():
-        if volume.name == "kernel":
+        if volume.name in skip:
             continue
         path = volume.path
         copy = folder / f"twin-{volume.name}{pathlib.Path(path).suffix}"
