@@ -870,6 +870,17 @@ def test_a_kernel_set_later_brings_its_kernel_volume(app, sample_path):
     assert again.domains["late"].volume_config["kernel"]["vid"] == vm.kernel
 
 
+def test_a_default_kernel_set_later_reaches_a_domain_made_without(app):
+    default = app.default_kernel
+    app.default_kernel = ""
+    vm = app.add_new_vm("StandaloneVM", name="late", label="red")
+    assert "kernel" not in vm.volume_config
+    app.default_kernel = default
+    assert vm.kernel == default
+    asyncio.run(vm.start())
+    assert vm.is_running()
+
+
 def test_ephemeral_volume_attribute_is_kept_and_saved(sample_path):
     text = sample_path.read_text().replace(
         'vid="appvms/work/volatile"',

@@ -414,9 +414,14 @@ class Storage:
         template's it follows), this is a volume of the current one.
         """
         kernel = self.vm.kernel
-        volume = self.volumes.get("kernel")
-        if kernel is None or volume is None:
+        if kernel is None:
             return None
+        volume = self.volumes.get("kernel")
+        if volume is None:
+            # Made while it had no kernel (in a store without a default
+            # kernel, set since): the volume a new domain would have.
+            made = self.vm.default_volume_config().get("kernel")
+            return None if made is None else self._init_volume(made)
         if volume.vid != kernel:
             config = dict(volume.config, vid=kernel)
             volume = volume.pool.init_volume(self.vm, config)
