@@ -5,6 +5,8 @@ An error is one line on stderr, ``PROG: error: ...``, with exit status
 1, and never a traceback.
 """
 
+import os
+import signal
 from dataclasses import dataclass
 
 import lxml.etree
@@ -355,3 +357,47 @@ def test_a_wrong_choice_of_domains_is_one_line(run, states, args, words):
     line = _one_line_error(run("qvm-start", *args), "qvm-start")
     assert words in line
     assert states() == ALL_HALTED
+
+
+def test_start_all_when_a_netvm_comes_up_with_its_client(run, states):
+    # fedora-41-dvm comes before sys-net, its netvm, which it starts.
+    _ok(run("qvm-start", "--all"))
+    assert set(states().values()) == {"Running"}
+
+
+def test_a_netvm_named_after_its_client_is_no_error(run, states):
+    _ok(run("qvm-start", "work", "sys-net"))
+    assert states()["sys-net"] == "Running"
+
+
+def test_a_running_domain_named_is_still_an_error(run):
+    _ok(run("qvm-start", "sys-net"))
+    line = _one_line_error(run("qvm-start", "work", "sys-net"), "qvm-start")
+    assert "'sys-net': is already running" in line
+
+
+def test_ctrl_c_during_all_stops_before_the_next_domain(
+    run, states, monkeypatch
+):
+    # The signal comes while the first domain starts (asyncio turns it
+    # into a cancel): that one runs, the others are left.
+    start = QubesVM.start
+    started = []
+
+    async def start_then_interrupt(vm):
+        await start(vm)
+        if not started:
+            os.kill(os.getpid(), signal.SIGINT)
+        started.append(vm.name)
+        return vm
+
+    monkeypatch.setattr(QubesVM, "start", start_then_interrupt)
+    result = run("qvm-start", "--all", "--exclude", "sys-net")
+    assert result.code == 130
+    assert started == ["fedora-41"]
+    assert result.err == (
+        "qvm-start: interrupted; done: fedora-41; "
+        "not done: fedora-41-dvm, work\n"
+    )
+    assert states()["fedora-41"] == "Running"
+    assert states()["work"] == "Halted"
