@@ -82,6 +82,18 @@ def _setter_backend(app: Any, prop: Property, value: Any) -> Any:
     return value
 
 
+def _setter_uri(app: Any, prop: Property, value: Any) -> Any:
+    from qubes.backends.choice import check_uri
+
+    value = _setter_optional_str(app, prop, value)
+    if value is None:
+        return None
+    try:
+        return check_uri(value)
+    except exc.QubesValueError as err:
+        raise exc.QubesPropertyValueError(str(err), value=value) from err
+
+
 def _default_pool(app: Any) -> str | None:
     # The reference's file pool is called varlibqubes; otherwise the
     # first pool that is not the kernel pool.
@@ -223,7 +235,7 @@ class Qubes(PropertyHolder):
     )
     vmm_uri = _global(
         "libvirt URI of the backend; empty: the backend's default.",
-        setter=_setter_optional_str,
+        setter=_setter_uri,
         default=None,
     )
 

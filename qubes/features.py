@@ -8,6 +8,7 @@ the empty string, which reads as false.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -24,6 +25,8 @@ _NO_DEFAULT = object()
 
 #: features named so enable a service in the guest
 SERVICE = "service."
+#: what may follow it (as in a qrexec service name)
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 
 
 def _feature_value(value: Any) -> str:
@@ -59,11 +62,11 @@ class Features(MutableMapping[str, str]):
         if not isinstance(name, str) or not name or name != name.strip():
             raise exc.QubesValueError(f"invalid feature name {name!r}")
         service = name[len(SERVICE) :] if name.startswith(SERVICE) else None
-        if service is not None and (not service or "/" in service):
+        if service is not None and _SERVICE_NAME.fullmatch(service) is None:
             raise exc.QubesValueError(
-                f"invalid feature name {name!r}: a service's name is "
-                "QubesDB path /qubes-service/NAME, so it cannot be empty "
-                "or hold '/'"
+                f"invalid feature name {name!r}: a service's name becomes "
+                "QubesDB path /qubes-service/NAME, so it is letters, "
+                "digits and _ . + - only"
             )
         try:
             return check_text(name)

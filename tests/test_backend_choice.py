@@ -211,8 +211,24 @@ def test_unknown_backend_in_the_environment_is_a_named_error(app, monkeypatch):
     "uri", ["vbox:///session", "nosuch:///x", "/tmp/node.xml"]
 )
 def test_unknown_uri_scheme_is_a_value_error(app, uri):
-    with pytest.raises(exc.QubesValueError, match="--backend"):
+    with pytest.raises(exc.QubesValueError, match=r"--backend|libvirt URI"):
         app.use_backend(None, uri)
+
+
+@pytest.mark.parametrize(
+    "uri", ["bogus", "   ", "test:///tmp/x\n.xml", "test:///a b.xml"]
+)
+def test_a_vmm_uri_that_is_no_libvirt_uri_is_refused(app, uri):
+    with pytest.raises(exc.QubesPropertyValueError, match="not a libvirt URI"):
+        app.vmm_uri = uri
+    assert app.vmm_uri is None
+
+
+def test_a_uri_option_with_a_newline_touches_no_file(app, tmp_path):
+    uri = f"test://{tmp_path}/x\n.xml"
+    with pytest.raises(exc.QubesValueError, match="not a libvirt URI"):
+        app.use_backend("xen", uri)
+    assert not [p for p in tmp_path.iterdir() if "\n" in p.name]
 
 
 def test_unknown_uri_scheme_in_the_store_says_how_to_reset_it(

@@ -38,7 +38,18 @@ def test_a_number_property_given_words_says_so(app):
     assert str(caught.value).endswith("invalid value 'abc': not a whole number")
 
 
-@pytest.mark.parametrize("name", ["service.", "service.a/b", "service.a//b"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "service.",
+        "service.a/b",
+        "service.a//b",
+        "service.a b",
+        "service.x\ny",
+        "service.<x>",
+        "service.\u00e9",
+    ],
+)
 def test_a_service_name_that_is_no_qubesdb_name_is_refused(app, name):
     work = app.domains["work"]
     with pytest.raises(exc.QubesValueError, match="service"):

@@ -166,8 +166,9 @@ class Connection:
                     ".xml"
                 ):
                     hint = (
-                        " (a simulated host's state file: remove it to "
-                        "start afresh, with every domain halted)"
+                        " (if the simulated host's state file is damaged, "
+                        "removing it starts afresh, with every domain "
+                        "halted)"
                     )
                 raise exc.QubesConnectionError(
                     f"cannot connect to {self.uri}: {first_line(err)}{hint}"

@@ -23,6 +23,7 @@ forgotten when the process ends.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ from qubes import exc
 from qubes.backends import get_backend
 from qubes.backends.simulated import NodeFile, node_path_of
 
-__all__ = ["Choice", "choose", "backend_for_uri", "NODE_FILE"]
+__all__ = ["check_uri", "Choice", "choose", "backend_for_uri", "NODE_FILE"]
 
 #: the simulated host's state file, in the store's folder
 NODE_FILE = "libvirt-node.xml"
@@ -56,6 +57,25 @@ class Choice:
 
     backend: Any
     reason: str
+
+
+#: what a libvirt URI looks like: a driver (with a transport), a colon,
+#: and no space or control character anywhere
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\x00-\x20\x7f]*")
+
+
+def check_uri(uri: str) -> str:
+    """*uri*, if it has the shape of a libvirt URI.
+
+    :raises QubesValueError: it has not (no driver, or a space or a
+        control character in it)
+    """
+    if _URI.fullmatch(uri) is None:
+        raise exc.QubesValueError(
+            f"not a libvirt URI: {uri!r} (DRIVER[+TRANSPORT]://..., "
+            "without spaces)"
+        )
+    return uri
 
 
 def backend_for_uri(uri: str) -> str:
@@ -176,6 +196,8 @@ def choose(app: Any, name: str | None = None, uri: str | None = None) -> Choice:
     ]
     name_rank, name_from, chosen_name = _first(sources, 1)
     uri_rank, uri_from, chosen_uri = _first(sources, 2)
+    if chosen_uri is not None:
+        check_uri(chosen_uri)
     if chosen_name is None and chosen_uri is None:
         return autodetect(app.base_dir)
     implied = _implied(chosen_uri) if chosen_uri else None
