@@ -30,6 +30,7 @@ from qubes.backends import (
     Subscription,
 )
 from qubes.backends._common import BackendBase
+from qubes.backends._errors import first_line
 from qubes.backends._libvirt import Connection
 from qubes.backends.simulated import NodeFile
 
@@ -251,8 +252,7 @@ class LibvirtBackend(BackendBase):
 
         def create(conn: libvirt.virConnect) -> libvirt.virDomain:
             dom = conn.createXML(xml, 0)
-            if dom.isPersistent():
-                _make_transient(dom)
+            _make_transient(dom)
             return dom
 
         key = vm.uuid
@@ -366,10 +366,22 @@ def _state_of(dom: libvirt.virDomain) -> Any:
 def _make_transient(dom: libvirt.virDomain) -> None:
     # Undefining a running domain leaves it running, transient. Its
     # NVRAM file (UEFI) is in use: kept, where the driver knows the flag.
+    # Where the engine refuses both, the domain runs all the same, from
+    # this XML, and the definition made outside stays: logged, not
+    # raised, for the start did succeed.
     try:
-        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
-    except libvirt.libvirtError:
-        dom.undefine()
+        if not dom.isPersistent():
+            return
+        try:
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+        except libvirt.libvirtError:
+            dom.undefine()
+    except libvirt.libvirtError as err:
+        log.warning(
+            "%s: the definition made outside stays: %s",
+            dom.name(),
+            first_line(err),
+        )
 
 
 def _undefine(dom: libvirt.virDomain) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+import libvirt
 import lxml.etree
 import pytest
 
@@ -298,6 +299,29 @@ def test_a_definition_made_outside_is_replaced_at_start(host):
     run(scenario())
     assert not host.engine.defined(vm)
     assert vm.get_power_state() == "Halted"
+
+
+def test_an_outside_definition_the_engine_keeps_does_not_fail_the_start(
+    host, monkeypatch, caplog
+):
+    # Where the engine refuses to undefine the running domain, it runs
+    # all the same, from the store's XML; the definition stays.
+    _libvirt_only(host)
+    if host.engine.real:
+        pytest.skip("the refusal is staged on the test driver")
+    vm = host.vm("work")
+    conn = host.backend.connection.call("open", lambda c: c)
+    conn.defineXML(vm.create_config_file())
+
+    def refuse(dom, *args):
+        raise libvirt.libvirtError("undefine refused")
+
+    monkeypatch.setattr(libvirt.virDomain, "undefine", refuse)
+    monkeypatch.setattr(libvirt.virDomain, "undefineFlags", refuse)
+    run(vm.start())
+    assert vm.get_power_state() == "Running"
+    assert vm.libvirt_domain.isPersistent()
+    assert "the definition made outside stays" in caplog.text
 
 
 def test_a_domain_the_backend_stopped_is_halted_without_asking(host):
