@@ -92,10 +92,7 @@ def backend_for_uri(uri: str) -> str:
         ) from None
 
 
-def _make(name: str | None, uri: str | None) -> Any:
-    if name is None:
-        assert uri is not None
-        name = backend_for_uri(uri)
+def _make(name: str, uri: str | None) -> Any:
     node = node_path_of(uri) if uri else None
     if node is not None:
         return get_backend(name, state_file=NodeFile(node))
@@ -220,7 +217,9 @@ def choose(app: Any, name: str | None = None, uri: str | None = None) -> Choice:
         reason = f"set by {name_from}, on the backend's own URI"
     else:
         assert chosen_uri is not None
-        if _implied(chosen_uri) is None and not chosen_uri.startswith("test:"):
-            raise _unknown_scheme(chosen_uri, uri_from)
+        try:
+            chosen_name = backend_for_uri(chosen_uri)
+        except exc.QubesValueError:
+            raise _unknown_scheme(chosen_uri, uri_from) from None
         reason = f"set by {uri_from}, with the backend its URI implies"
     return Choice(_make(chosen_name, chosen_uri), reason)

@@ -258,8 +258,8 @@ class QubesVM(BaseVM):
     @handler("property-set:kernel", "property-reset:kernel")
     def _kernel_volume_follows(self, event: str, **kwargs: Any) -> None:
         # The kernel volume names the kernel, as on Qubes: keep it so,
-        # and qubes.xml with it.
-        # A domain made while it had no kernel gets its kernel volume now.
+        # and qubes.xml with it; a domain made while it had no kernel
+        # gets its kernel volume now.
         config = self.volume_config.get("kernel")
         kernel = self.kernel
         if not kernel or (config is not None and config.get("vid") == kernel):
